@@ -1,0 +1,144 @@
+"""The store interface: what fotawatch remembers between polls and across restarts.
+
+A store keeps, per campaign, the last snapshot and status with the time it was entered, the last
+poll's time and result; an append-only transition history keyed by (account, campaign_id, seq) so a
+transition is never recorded twice; and the alert outbox, written in the same transaction as the
+transitions that caused it, so a crash between seeing a change and sending it loses nothing.
+
+Implementations: ``sqlite.SqliteStore`` (the persistent default) and ``memory.MemoryStore`` (a fake
+with the same semantics for tests). A PostgreSQL store for several instances joins them later.
+All methods are coroutines so that a networked store fits the same interface.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fotawatch.model import Campaign, CampaignKey, Transition
+
+__all__ = [
+    "CampaignRecord",
+    "OutboxMessage",
+    "OutboxRow",
+    "PollRecord",
+    "Store",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CampaignRecord:
+    """What the store knows about one campaign."""
+
+    key: CampaignKey
+    campaign: Campaign | None  # the last successfully parsed snapshot
+    status: str | None  # normalised status of that snapshot; None if never seen
+    status_since: dt.datetime | None  # when the current status was first observed
+    last_seq: int  # seq of the last recorded transition, 0 if none
+    last_poll_at: dt.datetime | None
+    last_poll_result: str | None  # "ok" or an ApiError.result label, or "missing"
+    last_success_at: dt.datetime | None
+    missing: bool  # the API said the campaign does not exist
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollRecord:
+    """One poll's outcome to persist. ``campaign`` is set when the poll succeeded."""
+
+    key: CampaignKey
+    polled_at: dt.datetime
+    result: str
+    campaign: Campaign | None = None
+    transition: Transition | None = None
+    missing: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxMessage:
+    """A notification waiting for one sink. ``dedup_key`` is unique per sink.
+
+    ``payload`` is the JSON-serialisable event (not the rendered message): the sink renders at send
+    time so that piled-up messages can be combined.
+    """
+
+    sink: str
+    dedup_key: str
+    payload: Mapping[str, Any]
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxRow:
+    """An outbox message as stored, with its delivery bookkeeping."""
+
+    id: int
+    sink: str
+    dedup_key: str
+    payload: Mapping[str, Any]
+    created_at: dt.datetime
+    attempts: int
+    next_attempt_at: dt.datetime
+
+
+class Store(Protocol):
+    """Persistence for campaign state, transitions and the alert outbox."""
+
+    async def load(self) -> dict[CampaignKey, CampaignRecord]:
+        """Every campaign the store knows, for the baseline at start-up."""
+        ...
+
+    async def get(self, key: CampaignKey) -> CampaignRecord | None:
+        """One campaign's record, or None if never seen."""
+        ...
+
+    async def record(
+        self, polls: Sequence[PollRecord], outbox: Sequence[OutboxMessage] = ()
+    ) -> list[Transition]:
+        """Persist a burst of polls and their outbox rows in ONE transaction.
+
+        Returns the transitions that were newly recorded; a transition whose (account,
+        campaign_id, seq) already exists is skipped (and so are outbox rows whose (sink,
+        dedup_key) already exist). A successful poll updates the snapshot; ``status_since``
+        changes only when the status does. A failed poll updates only last_poll_at/result.
+        """
+        ...
+
+    async def transitions(
+        self, campaign_id: str, *, account: str | None = None, limit: int | None = None
+    ) -> list[Transition]:
+        """Recorded transitions of a campaign, oldest first (the last ``limit`` if given)."""
+        ...
+
+    async def forget(self, key: CampaignKey) -> None:
+        """Drop a campaign's current state (not its history); used when it leaves the config."""
+        ...
+
+    async def enqueue(self, outbox: Sequence[OutboxMessage]) -> int:
+        """Add outbox rows outside a poll (conditions); returns how many were new."""
+        ...
+
+    async def outbox_due(self, sink: str, now: dt.datetime, limit: int) -> list[OutboxRow]:
+        """Undelivered rows of ``sink`` whose next attempt is due, oldest first."""
+        ...
+
+    async def outbox_delivered(self, ids: Sequence[int], at: dt.datetime) -> None:
+        """Mark rows delivered: they are never returned again."""
+        ...
+
+    async def outbox_retry(self, ids: Sequence[int], next_attempt_at: dt.datetime) -> None:
+        """Count an attempt and postpone the rows until ``next_attempt_at``."""
+        ...
+
+    async def outbox_failed(self, ids: Sequence[int], reason: str, at: dt.datetime) -> None:
+        """Give up on rows (permanent failure or too old); kept for inspection, never retried."""
+        ...
+
+    async def outbox_depth(self, sink: str) -> int:
+        """How many rows of ``sink`` wait for delivery."""
+        ...
+
+    async def close(self) -> None:
+        """Release the store's resources."""
+        ...
