@@ -1,0 +1,183 @@
+"""When each campaign is polled: APScheduler 3.x, one interval job per campaign.
+
+Each job: ``IntervalTrigger(interval, jitter)``, ``max_instances=1`` (a slow poll is never
+overlapped by the next), ``coalesce=True`` (missed runs collapse into one), and an explicit
+``misfire_grace_time`` (APScheduler's default of 1 s would drop runs whenever the loop is busy).
+First runs are spread over the jitter so a start with many campaigns is not a thundering herd.
+
+Lifecycle rules applied after every poll:
+- a final status is confirmed by ``final_confirmations`` more polls, then the job is removed
+  (the state stays in the store);
+- a campaign the API says is missing is polled every ``missing_interval`` until it reappears.
+
+Shutdown pauses the scheduler, lets in-flight polls finish within a deadline, then cancels
+what is left (APScheduler's asyncio executor would cancel them at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from fotawatch.events import Event, PollingStopped
+from fotawatch.model import CampaignKey
+from fotawatch.poller import PollOutcome, Target
+
+__all__ = ["PollScheduler", "SchedulePolicy"]
+
+log = structlog.get_logger("fotawatch.scheduler")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulePolicy:
+    """Timing knobs from ``polling.*``."""
+
+    jitter: float = 15.0
+    misfire_grace: float | None = None  # default: the campaign's interval
+    final_confirmations: int = 1
+    missing_interval: float = 3600.0
+
+
+@dataclass(slots=True)
+class _Job:
+    target: Target
+    missing: bool = False  # polled every missing_interval while True
+    confirmations_left: int | None = None  # set once a final status is seen
+
+
+class PollScheduler:
+    """Owns the APScheduler instance and the per-campaign jobs."""
+
+    def __init__(
+        self,
+        poll: Callable[[Target], Awaitable[PollOutcome]],
+        policy: SchedulePolicy,
+        emit: Callable[[Event], None],
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._poll = poll
+        self.policy = policy
+        self._emit = emit
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._jobs: dict[CampaignKey, _Job] = {}
+        self._in_flight: set[asyncio.Task[object]] = set()
+        self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._scheduler.running)
+
+    def polling(self, key: CampaignKey) -> bool:
+        """True while the campaign has a job (False once its final status is confirmed)."""
+        return key in self._jobs
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def sync(self, targets: Sequence[Target]) -> None:
+        """Make the jobs match ``targets``: add new ones, drop removed ones, apply intervals."""
+        wanted = {t.key: t for t in targets}
+        for key in [k for k in self._jobs if k not in wanted]:
+            self._remove(key)
+        for key, target in wanted.items():
+            job = self._jobs.get(key)
+            if job is None:
+                self._add(target)
+            elif job.target != target:
+                old, job.target = job.target, target
+                if target.interval != old.interval and not job.missing:
+                    self._reschedule(key, target.interval)
+
+    def _add(self, target: Target) -> None:
+        self._jobs[target.key] = _Job(target=target)
+        first = dt.datetime.now(dt.UTC) + dt.timedelta(
+            seconds=self._rng.uniform(0, min(self.policy.jitter, target.interval))
+        )
+        self._scheduler.add_job(
+            self._run,
+            self._trigger(target.interval),
+            args=[target.key],
+            id=str(target.key),
+            name=str(target.key),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=self._grace(target.interval),
+            next_run_time=first,
+            replace_existing=True,
+        )
+
+    def _trigger(self, interval: float) -> IntervalTrigger:
+        jitter = min(self.policy.jitter, interval / 2) or None
+        return IntervalTrigger(seconds=interval, jitter=jitter, timezone=dt.UTC)
+
+    def _grace(self, interval: float) -> int:
+        return max(1, round(self.policy.misfire_grace or interval))
+
+    def _reschedule(self, key: CampaignKey, interval: float) -> None:
+        self._scheduler.reschedule_job(str(key), trigger=self._trigger(interval))
+        self._scheduler.modify_job(str(key), misfire_grace_time=self._grace(interval))
+
+    def _remove(self, key: CampaignKey) -> None:
+        self._jobs.pop(key, None)
+        if self._scheduler.get_job(str(key)) is not None:
+            self._scheduler.remove_job(str(key))
+
+    async def _run(self, key: CampaignKey) -> None:
+        job = self._jobs.get(key)
+        if job is None:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
+        try:
+            outcome = await self._poll(job.target)
+            if key in self._jobs:
+                self._after(key, job, outcome)
+        except Exception:
+            log.exception("poll_crashed", campaign=str(key))  # a bug, not an API problem
+        finally:
+            self._in_flight.discard(task)
+
+    def _after(self, key: CampaignKey, job: _Job, outcome: PollOutcome) -> None:
+        if outcome.missing and not job.missing:
+            job.missing = True
+            self._reschedule(key, self.policy.missing_interval)
+        if outcome.result != "ok":
+            return
+        if job.missing:
+            job.missing = False
+            self._reschedule(key, job.target.interval)
+        if not outcome.final:
+            job.confirmations_left = None
+            return
+        if job.confirmations_left is None:
+            job.confirmations_left = self.policy.final_confirmations
+        elif job.confirmations_left > 0:
+            job.confirmations_left -= 1
+        if job.confirmations_left <= 0:
+            assert outcome.status is not None
+            log.info("campaign_polling_stopped", campaign=str(key), status=outcome.status)
+            self._remove(key)
+            self._emit(PollingStopped(key=key, status=outcome.status))
+
+    async def shutdown(self, deadline: float) -> None:
+        """Stop scheduling; wait up to ``deadline`` s for in-flight polls, then cancel them."""
+        if not self._scheduler.running:
+            return
+        self._scheduler.pause()
+        pending = set(self._in_flight)
+        if pending:
+            log.info("waiting_for_polls", count=len(pending), deadline=deadline)
+            _, late = await asyncio.wait(pending, timeout=deadline)
+            for task in late:
+                task.cancel()
+        self._scheduler.shutdown(wait=False)
+        await asyncio.sleep(0)  # let cancelled tasks unwind before the loop closes

@@ -1,0 +1,76 @@
+"""The rate limiter with a clock passed in: no window ever exceeds the rate, and the rate is met."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+
+import pytest
+
+from fotawatch.thingspace.limiter import RateLimiter
+
+
+class FakeTime:
+    """A clock that moves only when the limiter sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def max_in_any_window(times: list[float], window: float = 1.0) -> int:
+    """The most starts in any half-open window [t, t + window)."""
+    times = sorted(times)
+    return max(bisect.bisect_left(times, t + window) - i for i, t in enumerate(times))
+
+
+@pytest.mark.parametrize("rate", [1, 5, 7.5, 50])
+async def test_never_exceeds_rate_and_reaches_it_under_load(rate: float) -> None:
+    """With more work than allowed: never over `rate` in any 1 s window; >= 95 % of it reached."""
+    t = FakeTime()
+    limiter = RateLimiter(rate, clock=t.clock, sleep=t.sleep)
+    starts: list[float] = []
+
+    async def worker(n: int) -> None:
+        for _ in range(n):
+            await limiter.acquire()
+            starts.append(t.now)
+
+    await asyncio.gather(*(worker(int(rate * 4)) for _ in range(5)))
+    assert max_in_any_window(starts) <= int(rate)
+    achieved = (len(starts) - 1) / (max(starts) - min(starts))
+    assert achieved >= 0.95 * int(rate)
+
+
+async def test_fractional_rate_spaces_requests() -> None:
+    """0.5/s means one request every 2 s."""
+    t = FakeTime()
+    limiter = RateLimiter(0.5, clock=t.clock, sleep=t.sleep)
+    starts = []
+    for _ in range(4):
+        await limiter.acquire()
+        starts.append(t.now)
+    assert [b - a for a, b in itertools.pairwise(starts)] == [2.0, 2.0, 2.0]
+
+
+async def test_hold_pauses_everyone() -> None:
+    """After hold(30) (a Retry-After), no request starts for 30 s."""
+    t = FakeTime()
+    limiter = RateLimiter(100, clock=t.clock, sleep=t.sleep)
+    limiter.hold(30)
+    start = t.now
+    await limiter.acquire()
+    assert t.now - start == pytest.approx(30)
+
+
+def test_rate_must_be_positive() -> None:
+    """A zero rate is a programming error."""
+    with pytest.raises(ValueError, match="positive"):
+        RateLimiter(0)

@@ -1,0 +1,456 @@
+"""The stores: one suite run against every backend, then what only the SQLite file can show."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import sqlite3
+import stat
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fotawatch.errors import StoreError
+from fotawatch.model import Campaign, CampaignKey, CampaignStatus, Transition, TransitionKind
+from fotawatch.store.base import OutboxMessage, PollRecord
+from fotawatch.store.memory import MemoryStore
+from fotawatch.store.schema import SCHEMA_VERSION
+from fotawatch.store.sqlite import SqliteStore, open_store
+
+S = CampaignStatus
+T0 = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+ACCOUNT = "0000123456-00001"
+KEY = CampaignKey(account=ACCOUNT, campaign_id="c1")
+OTHER = CampaignKey(account="0000999999-00001", campaign_id="c1")
+
+AnyStore = SqliteStore | MemoryStore
+
+
+def at(minute: float) -> dt.datetime:
+    return T0 + dt.timedelta(minutes=minute)
+
+
+def campaign(status: str, key: CampaignKey = KEY) -> Campaign:
+    return Campaign(
+        account=key.account, campaign_id=key.campaign_id, status=status, name="fw 2.1",
+        start_date=dt.date(2024, 5, 1),
+    )  # fmt: skip
+
+
+def ok(
+    status: str, minute: float, key: CampaignKey = KEY, transition: Transition | None = None
+) -> PollRecord:
+    return PollRecord(
+        key=key, polled_at=at(minute), result="ok", campaign=campaign(status, key),
+        transition=transition,
+    )  # fmt: skip
+
+
+def failed(minute: float, result: str = "timeout", *, missing: bool = False) -> PollRecord:
+    return PollRecord(key=KEY, polled_at=at(minute), result=result, missing=missing)
+
+
+def change(seq: int, frm: str | None, to: str, minute: float, key: CampaignKey = KEY) -> Transition:
+    return Transition(
+        key=key, seq=seq, from_status=frm, to_status=to, kind=TransitionKind.PROGRESSED,
+        observed_at=at(minute), campaign=campaign(to, key),
+    )  # fmt: skip
+
+
+def message(
+    dedup_key: str, minute: float = 0, sink: str = "slack", payload: dict[str, Any] | None = None
+) -> OutboxMessage:
+    body = {"event": "transition", "key": dedup_key} if payload is None else payload
+    return OutboxMessage(sink=sink, dedup_key=dedup_key, payload=body, created_at=at(minute))
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AnyStore]:
+    backend: AnyStore
+    if request.param == "sqlite":
+        backend = await SqliteStore.open(tmp_path / "state.db")
+    else:
+        backend = MemoryStore()
+    yield backend
+    await backend.close()
+
+
+# --- campaign state ---------------------------------------------------------------------------
+
+
+async def test_first_sight_sets_status_since(store: AnyStore) -> None:
+    """The first successful poll stores the snapshot and starts status_since at its time."""
+    await store.record([ok(S.REQUEST_PENDING, 0)])
+    record = await store.get(KEY)
+    assert record is not None
+    assert campaign(S.REQUEST_PENDING) == record.campaign
+    assert (S.REQUEST_PENDING, at(0), at(0), at(0)) == (
+        record.status, record.status_since, record.last_poll_at, record.last_success_at,
+    )  # fmt: skip
+    assert (record.last_poll_result, record.missing, record.last_seq) == ("ok", False, 0)
+
+
+async def test_unchanged_status_keeps_status_since(store: AnyStore) -> None:
+    """Another poll in the same status moves last_poll_at but not status_since."""
+    await store.record([ok(S.REQUEST_PENDING, 0)])
+    await store.record([ok(S.REQUEST_PENDING, 5)])
+    record = await store.get(KEY)
+    assert record is not None
+    assert (at(0), at(5)) == (record.status_since, record.last_poll_at)
+
+
+async def test_changed_status_moves_status_since(store: AnyStore) -> None:
+    """A new status restarts status_since at the poll that saw it."""
+    await store.record([ok(S.REQUEST_PENDING, 0)])
+    await store.record([ok(S.SCHEDULED, 5)])
+    record = await store.get(KEY)
+    assert record is not None
+    assert (S.SCHEDULED, at(5)) == (record.status, record.status_since)
+
+
+async def test_times_round_trip_exactly_as_utc(store: AnyStore) -> None:
+    """A datetime in any zone comes back as the same aware instant, to the microsecond."""
+    tokyo = at(0).astimezone(dt.timezone(dt.timedelta(hours=9)))
+    await store.record([PollRecord(key=KEY, polled_at=tokyo, result="timeout")])
+    record = await store.get(KEY)
+    assert record is not None
+    assert record.last_poll_at == at(0)
+    assert record.last_poll_at.tzinfo is not None
+
+
+async def test_failed_poll_keeps_snapshot(store: AnyStore) -> None:
+    """A failed poll updates only last_poll_at and last_poll_result."""
+    await store.record([ok(S.REQUEST_PENDING, 0)])
+    await store.record([failed(5, "http_5xx")])
+    record = await store.get(KEY)
+    assert record is not None
+    assert campaign(S.REQUEST_PENDING) == record.campaign
+    assert (S.REQUEST_PENDING, at(0), at(0)) == (
+        record.status, record.status_since, record.last_success_at,
+    )  # fmt: skip
+    assert (at(5), "http_5xx") == (record.last_poll_at, record.last_poll_result)
+
+
+async def test_failed_poll_of_unseen_campaign_has_no_status(store: AnyStore) -> None:
+    """A campaign whose first poll failed is known, without snapshot, status or success."""
+    await store.record([failed(0)])
+    record = await store.get(KEY)
+    assert record is not None
+    assert (
+        record.campaign, record.status, record.status_since, record.last_success_at,
+    ) == (None, None, None, None)  # fmt: skip
+    assert (at(0), "timeout", 0) == (record.last_poll_at, record.last_poll_result, record.last_seq)
+
+
+async def test_missing_flag_follows_polls(store: AnyStore) -> None:
+    """A failed poll sets missing as told; the next successful poll clears it."""
+    await store.record([ok(S.SCHEDULED, 0), failed(5, "missing", missing=True)])
+    record = await store.get(KEY)
+    assert record is not None
+    assert (record.missing, record.status) == (True, S.SCHEDULED)
+    await store.record([ok(S.SCHEDULED, 10)])
+    record = await store.get(KEY)
+    assert record is not None
+    assert record.missing is False
+
+
+async def test_burst_applies_polls_in_order(store: AnyStore) -> None:
+    """Within one burst the later poll of a campaign wins, whatever mix of results."""
+    await store.record([failed(0), ok(S.REQUEST_PENDING, 5)])
+    first = await store.get(KEY)
+    await store.record([ok(S.REQUEST_PENDING, 10), failed(15, "timeout")])
+    second = await store.get(KEY)
+    assert first is not None
+    assert second is not None
+    assert (at(5), "ok") == (first.last_poll_at, first.last_poll_result)
+    assert (at(15), "timeout", at(10)) == (
+        second.last_poll_at, second.last_poll_result, second.last_success_at,
+    )  # fmt: skip
+
+
+async def test_load_returns_every_campaign(store: AnyStore) -> None:
+    """load() is the baseline at start-up: every campaign by key."""
+    await store.record([ok(S.REQUEST_PENDING, 0), ok(S.SCHEDULED, 0, key=OTHER)])
+    records = await store.load()
+    assert {KEY, OTHER} == set(records)
+    assert records[OTHER].status == S.SCHEDULED
+
+
+async def test_get_unknown_campaign_is_none(store: AnyStore) -> None:
+    """A campaign never recorded has no record."""
+    assert await store.get(KEY) is None
+
+
+# --- transitions ----------------------------------------------------------------------------
+
+
+async def test_transition_recorded_once(store: AnyStore) -> None:
+    """Recording the same transition twice stores it once and reports it only the first time."""
+    t1 = change(1, S.REQUEST_PENDING, S.SCHEDULED, 5)
+    first = await store.record([ok(S.SCHEDULED, 5, transition=t1)])
+    second = await store.record([ok(S.SCHEDULED, 5, transition=t1)])
+    assert ([t1], []) == (first, second)
+    assert [t1] == await store.transitions("c1")
+
+
+async def test_last_seq_is_highest_recorded_seq(store: AnyStore) -> None:
+    """last_seq follows newly recorded transitions and never goes back."""
+    t1 = change(1, S.REQUEST_PENDING, S.PRE_SCHEDULED, 5)
+    t2 = change(2, S.PRE_SCHEDULED, S.SCHEDULED, 10)
+    await store.record([ok(S.PRE_SCHEDULED, 5, transition=t1)])
+    await store.record([ok(S.SCHEDULED, 10, transition=t2)])
+    await store.record([ok(S.SCHEDULED, 15, transition=t1)])
+    record = await store.get(KEY)
+    assert record is not None
+    assert record.last_seq == 2
+
+
+async def test_transition_keeps_its_snapshot(store: AnyStore) -> None:
+    """A transition comes back with its fields and the campaign as it was seen."""
+    t1 = change(1, None, S.FAILED, 0)
+    await store.record([ok(S.FAILED, 0, transition=t1)])
+    (loaded,) = await store.transitions("c1", account=ACCOUNT)
+    assert t1 == loaded
+    assert (campaign(S.FAILED), None) == (loaded.campaign, loaded.from_status)
+
+
+async def test_transitions_oldest_first_and_limit_keeps_the_last(store: AnyStore) -> None:
+    """Transitions come oldest first; a limit keeps the most recent ones, still oldest first."""
+    t1 = change(1, S.REQUEST_PENDING, S.REQUEST_QUEUED, 1)
+    t2 = change(2, S.REQUEST_QUEUED, S.PRE_SCHEDULED, 2)
+    t3 = change(3, S.PRE_SCHEDULED, S.SCHEDULED, 3)
+    await store.record([ok(S.SCHEDULED, 3, transition=t) for t in (t3, t1, t2)])
+    assert [t1, t2, t3] == await store.transitions("c1")
+    assert [t2, t3] == await store.transitions("c1", limit=2)
+    assert await store.transitions("c1", limit=0) == []
+
+
+async def test_transitions_filtered_by_account(store: AnyStore) -> None:
+    """The same campaign id in two accounts: both without a filter, one with it."""
+    mine = change(1, S.REQUEST_PENDING, S.SCHEDULED, 1)
+    theirs = change(1, S.REQUEST_PENDING, S.ENDED, 2, key=OTHER)
+    await store.record([ok(S.ENDED, 2, OTHER, theirs), ok(S.SCHEDULED, 1, transition=mine)])
+    assert [mine, theirs] == await store.transitions("c1")
+    assert [theirs] == await store.transitions("c1", account=OTHER.account)
+    assert await store.transitions("c2") == []
+
+
+async def test_forget_drops_state_not_history(store: AnyStore) -> None:
+    """forget() removes the campaign's record but keeps its transitions."""
+    t1 = change(1, S.REQUEST_PENDING, S.SCHEDULED, 5)
+    await store.record([ok(S.SCHEDULED, 5, transition=t1)])
+    await store.forget(KEY)
+    assert (await store.get(KEY), await store.load()) == (None, {})
+    assert [t1] == await store.transitions("c1")
+
+
+async def test_returning_campaign_continues_its_seq(store: AnyStore) -> None:
+    """A forgotten campaign seen again starts from its recorded history's last seq."""
+    t1 = change(1, S.REQUEST_PENDING, S.SCHEDULED, 5)
+    await store.record([ok(S.SCHEDULED, 5, transition=t1)])
+    await store.forget(KEY)
+    await store.record([ok(S.SCHEDULED, 60)])
+    record = await store.get(KEY)
+    assert record is not None
+    assert (1, at(60)) == (record.last_seq, record.status_since)
+
+
+# --- outbox ---------------------------------------------------------------------------------
+
+
+async def test_record_writes_outbox_rows(store: AnyStore) -> None:
+    """Outbox rows of a burst are due at once, with no attempts yet."""
+    t1 = change(1, S.REQUEST_PENDING, S.SCHEDULED, 5)
+    body = {"event": "transition", "seq": 1, "to": ["a", {"b": None}]}
+    await store.record([ok(S.SCHEDULED, 5, transition=t1)], [message("c1#1", 5, payload=body)])
+    (row,) = await store.outbox_due("slack", at(5), 10)
+    assert ("slack", "c1#1", body) == (row.sink, row.dedup_key, row.payload)
+    assert (at(5), at(5), 0) == (row.created_at, row.next_attempt_at, row.attempts)
+
+
+async def test_outbox_dedup_by_sink_and_key(store: AnyStore) -> None:
+    """A (sink, dedup_key) pair is stored once; the same key for another sink is a new row."""
+    assert await store.enqueue([message("k1"), message("k1", sink="webhook")]) == 2
+    assert await store.enqueue([message("k1", minute=9)]) == 0
+    await store.record([ok(S.REQUEST_PENDING, 0)], [message("k1", minute=9)])
+    rows = await store.outbox_rows()
+    assert [("slack", at(0)), ("webhook", at(0))] == [(r["sink"], r["created_at"]) for r in rows]
+
+
+async def test_failed_record_writes_nothing(store: AnyStore) -> None:
+    """A burst that cannot be stored leaves no campaign, transition or outbox row behind."""
+    t1 = change(1, None, S.FAILED, 0)
+    bad = message("c1#1", payload={"when": object()})
+    with pytest.raises(StoreError, match="record polls"):
+        await store.record([ok(S.FAILED, 0, transition=t1)], [message("ok"), bad])
+    assert (
+        await store.get(KEY), await store.transitions("c1"), await store.outbox_rows(),
+    ) == (None, [], [])  # fmt: skip
+
+
+async def test_outbox_due_by_sink_time_and_limit(store: AnyStore) -> None:
+    """Due rows: this sink only, next attempt not in the future, oldest id first, up to limit."""
+    await store.enqueue(
+        [message("a", 0), message("b", 1), message("c", 9), message("x", 0, "hook")]
+    )
+    assert [r.dedup_key for r in await store.outbox_due("slack", at(5), 10)] == ["a", "b"]
+    assert [r.dedup_key for r in await store.outbox_due("slack", at(5), 1)] == ["a"]
+
+
+async def test_outbox_retry_postpones_and_counts(store: AnyStore) -> None:
+    """A retried row is not due before its new time, then comes back with one more attempt."""
+    await store.enqueue([message("a", 0)])
+    (row,) = await store.outbox_due("slack", at(0), 10)
+    await store.outbox_retry([row.id], at(10))
+    assert await store.outbox_due("slack", at(9), 10) == []
+    (again,) = await store.outbox_due("slack", at(10), 10)
+    assert (row.id, 1, at(10)) == (again.id, again.attempts, again.next_attempt_at)
+    assert await store.outbox_depth("slack") == 1
+
+
+async def test_delivered_rows_never_return(store: AnyStore) -> None:
+    """A delivered row is never due again, not even after a stray retry."""
+    await store.enqueue([message("a", 0), message("b", 0)])
+    first, second = await store.outbox_due("slack", at(0), 10)
+    await store.outbox_delivered([first.id], at(1))
+    await store.outbox_retry([first.id], at(2))
+    assert [second.id] == [r.id for r in await store.outbox_due("slack", at(99), 10)]
+    assert await store.outbox_depth("slack") == 1
+
+
+async def test_failed_rows_kept_but_never_due(store: AnyStore) -> None:
+    """A row given up on stays for inspection with its reason and leaves the depth."""
+    await store.enqueue([message("a", 0)])
+    (row,) = await store.outbox_due("slack", at(0), 10)
+    await store.outbox_failed([row.id], "http_4xx", at(3))
+    assert await store.outbox_due("slack", at(99), 10) == []
+    assert await store.outbox_depth("slack") == 0
+    (kept,) = await store.outbox_rows("slack")
+    assert ("failed", "http_4xx", at(3)) == (kept["state"], kept["fail_reason"], kept["failed_at"])
+
+
+async def test_outbox_rows_show_each_state(store: AnyStore) -> None:
+    """outbox_rows lists every row of a sink in id order with its state."""
+    await store.enqueue([message("a"), message("b"), message("c"), message("d", sink="hook")])
+    a, b, _ = await store.outbox_due("slack", at(0), 10)
+    await store.outbox_delivered([a.id], at(1))
+    await store.outbox_failed([b.id], "too old", at(1))
+    rows = await store.outbox_rows("slack")
+    assert [(r["dedup_key"], r["state"]) for r in rows] == [
+        ("a", "delivered"),
+        ("b", "failed"),
+        ("c", "pending"),
+    ]
+    assert (at(1), None) == (rows[0]["delivered_at"], rows[2]["delivered_at"])
+
+
+async def test_outbox_oldest_pending(store: AnyStore) -> None:
+    """The backlog's age is the creation time of the oldest row still pending."""
+    assert await store.outbox_oldest_pending("slack") is None
+    await store.enqueue([message("a", 1), message("b", 2)])
+    (row, _) = await store.outbox_due("slack", at(5), 10)
+    await store.outbox_delivered([row.id], at(5))
+    assert at(2) == await store.outbox_oldest_pending("slack")
+
+
+# --- SQLite only ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def raw(path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain sqlite3 connection to the file, closed afterwards."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        yield conn
+
+
+async def test_state_survives_restart(tmp_path: Path) -> None:
+    """Campaigns, history and outbox are there after close and reopen: the restart baseline."""
+    path = tmp_path / "state.db"
+    t1 = change(1, S.REQUEST_PENDING, S.SCHEDULED, 5)
+    async with await SqliteStore.open(path) as store:
+        await store.record([ok(S.SCHEDULED, 5, transition=t1)], [message("c1#1", 5)])
+        before = (await store.load(), await store.outbox_rows())
+    async with open_store(path) as store:
+        after = (await store.load(), await store.outbox_rows())
+        assert [t1] == await store.transitions("c1")
+    assert before == after
+
+
+async def test_files_are_private(tmp_path: Path) -> None:
+    """The db is created 0600 in a new directory and its WAL files are not readable by others."""
+    path = tmp_path / "state" / "state.db"
+    old = os.umask(0)
+    try:
+        async with open_store(path) as store:
+            await store.record([ok(S.SCHEDULED, 0)])
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.glob("state.db*")}
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert modes.pop("state.db") == 0o600
+    assert {"state.db-wal", "state.db-shm"} <= set(modes)
+    assert all(mode & 0o007 == 0 for mode in modes.values())
+
+
+async def test_wal_and_durability_pragmas(tmp_path: Path) -> None:
+    """The file is in WAL mode; the store's connection syncs fully and enforces foreign keys."""
+    path = tmp_path / "state.db"
+    async with open_store(path) as store:
+        conn = store._conn
+        pragmas = [
+            conn.execute(f"PRAGMA {name}").fetchone()[0] for name in ("synchronous", "foreign_keys")
+        ]
+        with raw(path) as other:
+            (mode,) = other.execute("PRAGMA journal_mode").fetchone()
+            (version,) = other.execute("PRAGMA user_version").fetchone()
+    assert (mode, pragmas, version) == ("wal", [2, 1], SCHEMA_VERSION)
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A db written by a newer fotawatch is not opened."""
+    path = tmp_path / "state.db"
+    await (await SqliteStore.open(path)).close()
+    with raw(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    expected = f"schema version 99 is newer than this fotawatch supports \\({SCHEMA_VERSION}\\)"
+    with pytest.raises(StoreError, match=expected):
+        await SqliteStore.open(path)
+
+
+async def test_sqlite_error_rolls_back_and_hides_data(tmp_path: Path) -> None:
+    """An error inside the transaction undoes the burst; the message names op and file only."""
+    path = tmp_path / "state.db"
+    async with open_store(path) as store:
+        with raw(path) as conn:
+            conn.execute(
+                "CREATE TRIGGER no_alerts BEFORE INSERT ON outbox"
+                " BEGIN SELECT RAISE(ABORT, 'trigger-text'); END"
+            )
+        t1 = change(1, None, S.FAILED, 0)
+        with pytest.raises(StoreError) as caught:
+            await store.record([ok(S.FAILED, 0, transition=t1)], [message("secret-key-42")])
+        assert (await store.get(KEY), await store.transitions("c1")) == (None, [])
+    text = str(caught.value)
+    assert str(path) in text
+    assert "record polls" in text
+    assert not any(word in text for word in ("secret-key-42", "trigger-text", ACCOUNT))
+
+
+async def test_not_a_database_is_store_error(tmp_path: Path) -> None:
+    """A file that is not SQLite fails to open with a StoreError naming it."""
+    path = tmp_path / "state.db"
+    path.write_bytes(b"not a database " * 512)
+    with pytest.raises(StoreError, match=r"state\.db: cannot configure: SQLITE_NOTADB"):
+        await SqliteStore.open(path)
+
+
+async def test_closed_store_raises_store_error(tmp_path: Path) -> None:
+    """close() may be called twice; using a closed store is a StoreError."""
+    store = await SqliteStore.open(tmp_path / "state.db")
+    await store.close()
+    await store.close()
+    with pytest.raises(StoreError, match="cannot load campaigns"):
+        await store.load()
