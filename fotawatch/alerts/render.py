@@ -292,7 +292,7 @@ def _condition_alert(p: Payload) -> _Alert:
         tag=f"{emoji} {state.lower()}",
         header=f"{emoji} {state}: {title}" + (f": {named}" if named else ""),
         summary="\n".join(filter(None, lines)),
-        line=f"{emoji} {state.upper()} {title}: {where or f'account {account}'}",
+        line=f"{emoji} {state.upper()} {title}: {where or _account_or_api(account)}",
         fields=_fields(
             ("Account", account),
             ("Condition", condition),
@@ -537,6 +537,10 @@ def render_webhook(payloads: Sequence[Payload]) -> dict[str, Any]:
     return {"version": 1, "source": "fotawatch", "events": [dict(p) for p in payloads]}
 
 
+def _account_or_api(account: str) -> str:
+    return f"account {account}" if account else "ThingSpace"
+
+
 def _console_ref(p: Payload) -> str:
     ident = _fit(p.get("campaign_id"), 9, escape=False)
     name = _fit(p.get("campaign_name"), 60, escape=False)
@@ -553,7 +557,8 @@ def _console_transition(p: Payload) -> str:
 
 def _console_condition(p: Payload) -> str:
     state = _fit(p.get("state"), _ID, escape=False).upper()
-    where = _console_ref(p) or f"account {_fit(p.get('account'), _ID, escape=False)}"
+    account = _fit(p.get("account"), _ID, escape=False)
+    where = _console_ref(p) or (f"account {account}" if account else "ThingSpace API")
     status = f" in {_fit(p.get('status'), _ID, escape=False)}" if p.get("status") else ""
     detail = _fit(p.get("detail"), 200, escape=False)
     line = f"{state} {_fit(p.get('condition'), _ID, escape=False)}  {where}{status}"

@@ -1,0 +1,273 @@
+"""The composition root: the only module that constructs and wires fotawatch's parts.
+
+``Daemon.run`` owns every lifecycle through one ``AsyncExitStack``: the aiohttp session, the
+store, the scheduler (and, in later layers, the HTTP server and alert dispatchers). Signals:
+SIGHUP reloads the config (an invalid one is logged and the old one kept), SIGTERM/SIGINT stop:
+scheduling stops, in-flight polls get until the request timeout (capped so the process exits
+within 10 s), everything is closed, and ``run`` returns 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import datetime as dt
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import aiohttp
+import structlog
+
+from fotawatch import __version__
+from fotawatch.config import Settings, load_settings
+from fotawatch.errors import ConfigError
+from fotawatch.events import Event, EventHub, Subscriber
+from fotawatch.logs import Redactor
+from fotawatch.model import CampaignKey
+from fotawatch.poller import ApiHealth, Poller, PollOutcome, Target
+from fotawatch.scheduler import PollScheduler, SchedulePolicy
+from fotawatch.store.sqlite import SqliteStore
+from fotawatch.thingspace.auth import Credentials, ThingSpaceAuth
+from fotawatch.thingspace.client import RetryPolicy, ThingSpaceClient
+from fotawatch.thingspace.limiter import RateLimiter
+from fotawatch.thingspace.transport import Transport
+
+__all__ = ["Daemon", "build_client", "settings_secrets", "targets_of"]
+
+log = structlog.get_logger("fotawatch.app")
+SHUTDOWN_DEADLINE = 8.0  # seconds for in-flight polls; the whole stop stays under 10 s
+
+
+def targets_of(settings: Settings) -> list[Target]:
+    """The campaigns to poll, with their effective intervals."""
+    default = settings.polling.interval_seconds
+    return [
+        Target(
+            key=CampaignKey(account=c.account, campaign_id=c.campaign_id),
+            name=c.name,
+            interval=c.interval_seconds or default,
+        )
+        for c in settings.campaigns
+    ]
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """Every secret value in the settings, for log redaction."""
+    ts = settings.thingspace
+    values = [
+        s.get_secret_value() for s in (ts.client_id, ts.client_secret, ts.username, ts.password)
+    ]
+    slack = settings.alerts.slack
+    if slack is not None:
+        values.append(slack.webhook_url.get_secret_value())
+    for hook in settings.alerts.webhooks:
+        values.append(hook.url.get_secret_value())
+        values.extend(v.get_secret_value() for v in hook.headers.values())
+    return values
+
+
+def build_client(
+    settings: Settings, session: aiohttp.ClientSession, emit: Callable[[Event], None]
+) -> ThingSpaceClient:
+    """The ThingSpace client for ``settings.thingspace``."""
+    ts = settings.thingspace
+    transport = Transport(
+        session,
+        ts.base_url,
+        timeout=ts.timeout_seconds,
+        limiter=RateLimiter(ts.requests_per_second),
+        max_concurrency=ts.max_concurrency,
+    )
+    credentials = Credentials(
+        client_id=ts.client_id.get_secret_value(),
+        client_secret=ts.client_secret.get_secret_value(),
+        username=ts.username.get_secret_value(),
+        password=ts.password.get_secret_value(),
+    )
+    auth = ThingSpaceAuth(
+        transport,
+        credentials,
+        margin=ts.token_refresh_margin_seconds,
+        max_login_failures=ts.max_login_failures,
+        emit=emit,
+    )
+    retry = RetryPolicy(
+        attempts=ts.retry.attempts,
+        backoff_initial=ts.retry.backoff_initial_seconds,
+        backoff_max=ts.retry.backoff_max_seconds,
+        retry_after_max=ts.retry.retry_after_max_seconds,
+    )
+    return ThingSpaceClient(transport, auth, retry)
+
+
+def _policy(settings: Settings) -> SchedulePolicy:
+    p = settings.polling
+    return SchedulePolicy(
+        jitter=p.jitter_seconds,
+        misfire_grace=p.misfire_grace_seconds,
+        final_confirmations=p.final_confirmations,
+        missing_interval=p.missing_interval_seconds,
+    )
+
+
+def _api_down_after(settings: Settings) -> float:
+    down_after = settings.alerts.api_down_after
+    return math.inf if down_after is None else down_after
+
+
+class Daemon:
+    """One running fotawatch: built from a config file, stopped by a signal or ``stop()``."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        environ: Mapping[str, str] | None = None,
+        subscribers: Sequence[Subscriber] = (),
+        redactor: Redactor | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self._environ = os.environ if environ is None else environ
+        self._extra_subscribers = subscribers
+        self.redactor = redactor or Redactor()
+        self.settings: Settings | None = None
+        self.hub = EventHub(on_error=self._subscriber_failed)
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._reload_pending = False
+        self._tasks: set[asyncio.Task[bool]] = set()
+        self.poller: Poller | None = None
+        self.scheduler: PollScheduler | None = None
+        self.polled_since_start: set[CampaignKey] = set()
+        self.reload_ok = True
+        self.reload_ok_at: dt.datetime | None = None
+        self.started = asyncio.Event()
+
+    def load(self) -> Settings:
+        """Read and validate the config file (raises ConfigError)."""
+        return load_settings(self.config_path, environ=self._environ)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, settings: Settings | None = None) -> int:
+        """Run until stopped; returns the exit code (0 on a clean stop)."""
+        self.settings = settings or self.load()
+        self.redactor.add(*settings_secrets(self.settings))
+        self.reload_ok_at = dt.datetime.now(dt.UTC)
+        for sub in (self._track_polled, *self._extra_subscribers):
+            self.hub.subscribe(sub)
+        async with contextlib.AsyncExitStack() as stack:
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            store = await SqliteStore.open(self.settings.state_path)
+            stack.push_async_callback(store.close)
+            client = build_client(self.settings, session, self.hub.emit)
+            self.redactor.add(*client.auth.secrets)
+            self.poller = Poller(
+                client,
+                store,
+                self.hub.emit,
+                api_health=ApiHealth(_api_down_after(self.settings), self.hub.emit),
+            )
+            targets = targets_of(self.settings)
+            await self.poller.load(targets)
+            self.scheduler = PollScheduler(self._poll, _policy(self.settings), self.hub.emit)
+            self.scheduler.sync(targets)
+            self.scheduler.start()
+            stack.push_async_callback(self.scheduler.shutdown, SHUTDOWN_DEADLINE)
+            self._session = session
+            self._install_signals()
+            stack.callback(self._remove_signals)
+            log.info(
+                "fotawatch_started",
+                version=__version__,
+                campaigns=len(targets),
+                state_path=str(self.settings.state_path),
+            )
+            self.started.set()
+            await self._stop.wait()
+            log.info("fotawatch_stopping")
+        for task in list(self._tasks):
+            task.cancel()
+        log.info("fotawatch_stopped")
+        return 0
+
+    async def _poll(self, target: Target) -> PollOutcome:
+        assert self.poller is not None
+        outcome = await self.poller.poll(target)
+        if self.poller.client.auth.secrets:
+            self.redactor.add(*self.poller.client.auth.secrets)
+        return outcome
+
+    def _track_polled(self, event: Event) -> None:
+        key = getattr(event, "key", None)
+        if key is not None and type(event).__name__ == "CampaignPolled":
+            self.polled_since_start.add(key)
+
+    def _subscriber_failed(self, subscriber: Subscriber, event: Event, err: Exception) -> None:
+        log.error(
+            "subscriber_failed",
+            subscriber=getattr(subscriber, "__qualname__", "?"),
+            event=type(event).__name__,
+            error=repr(err),
+        )
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+
+    def _remove_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload soon; reloads requested during a reload collapse into one more."""
+        if self._reload_lock.locked():
+            self._reload_pending = True
+            return
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reload(self) -> bool:
+        """Re-read the config and apply it; keep the old one if the new one is invalid."""
+        async with self._reload_lock:
+            ok = self._reload_once()
+            while self._reload_pending:
+                self._reload_pending = False
+                ok = self._reload_once()
+            return ok
+
+    def _reload_once(self) -> bool:
+        assert self.settings is not None
+        assert self.poller is not None
+        assert self.scheduler is not None
+        try:
+            new = self.load()
+        except ConfigError as err:
+            self.reload_ok = False
+            # One line with the reason is the message; a traceback would only add noise.
+            log.error("config_reload_failed", error=str(err), kept="previous config")  # noqa: TRY400
+            return False
+        old, self.settings = self.settings, new
+        self.redactor.add(*settings_secrets(new))
+        if new.thingspace != old.thingspace:
+            self.poller.client = build_client(new, self._session, self.hub.emit)
+        else:
+            self.poller.client.auth.reset()
+        for key in ("state_path", "metrics"):
+            if getattr(new, key) != getattr(old, key):
+                log.warning("config_change_needs_restart", key=key)
+        targets = targets_of(new)
+        self.scheduler.policy = _policy(new)
+        self.poller.sync(targets)
+        self.scheduler.sync(targets)
+        self.reload_ok, self.reload_ok_at = True, dt.datetime.now(dt.UTC)
+        log.info("config_reloaded", campaigns=len(targets))
+        return True

@@ -1,0 +1,129 @@
+"""Command line: run | check-config | status | history | simulate | demo.
+
+Exit codes: 0 success, 78 (EX_CONFIG) for a bad config, 1 for anything else. A bad config is
+reported as one line on stderr naming the key, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fotawatch import __version__
+
+__all__ = ["EX_CONFIG", "main"]
+
+EX_CONFIG = 78
+DEFAULT_CONFIG = Path("/etc/fotawatch/fotawatch.yaml")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fotawatch", description="Watch Verizon ThingSpace FOTA v3 campaigns."
+    )
+    parser.add_argument("--version", action="version", version=f"fotawatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML config file")
+        return p
+
+    with_config("run", "run the daemon")
+    with_config("check-config", "validate the config file; exit 0 or 78")
+    status = with_config("status", "poll each configured campaign once and print a table")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    history = with_config("history", "print the recorded transitions of a campaign")
+    history.add_argument("campaign_id")
+    history.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sim = sub.add_parser("simulate", help="serve a simulated ThingSpace API")
+    sim.add_argument("--port", type=int, default=8080)
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--scenario", type=Path, default=None, help="scenario YAML (default: demo)")
+    demo = sub.add_parser("demo", help="show fotawatch at work against the simulator")
+    demo.add_argument("--forever", action="store_true", help="keep running until Ctrl-C")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fotawatch`` console script."""
+    args = _parser().parse_args(argv)
+    from fotawatch.errors import ConfigError  # noqa: PLC0415 - keep --help fast
+
+    try:
+        return _dispatch(args)
+    except ConfigError as err:
+        print(f"fotawatch: config error: {err}", file=sys.stderr)  # noqa: T201
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "run":
+        return _run(args.config)
+    if command == "check-config":
+        return _check_config(args.config)
+    if command == "status":
+        return asyncio.run(_status(args.config, as_json=args.json))
+    if command == "history":
+        return asyncio.run(_history(args.config, args.campaign_id, as_json=args.json))
+    if command == "simulate":
+        from fotawatch.simulator import main as simulate  # noqa: PLC0415
+
+        argv = ["--port", str(args.port), "--host", args.host]
+        if args.scenario is not None:
+            argv += ["--scenario", str(args.scenario)]
+        return simulate(argv)
+    from fotawatch.demo import run_demo  # noqa: PLC0415
+
+    return asyncio.run(run_demo(forever=args.forever))
+
+
+def _load(config: Path) -> Any:
+    from fotawatch.config import config_file_warnings, load_settings  # noqa: PLC0415
+
+    settings = load_settings(config)
+    for warning in config_file_warnings(config):
+        print(f"fotawatch: warning: {warning}", file=sys.stderr)  # noqa: T201
+    return settings
+
+
+def _run(config: Path) -> int:
+    from fotawatch.app import Daemon  # noqa: PLC0415
+    from fotawatch.logs import configure_logging  # noqa: PLC0415
+
+    settings = _load(config)
+    redactor = configure_logging(level=settings.logging.level, fmt=settings.logging.format)
+    daemon = Daemon(config, redactor=redactor)
+    return asyncio.run(daemon.run(settings))
+
+
+def _check_config(config: Path) -> int:
+    settings = _load(config)
+    print(  # noqa: T201
+        f"{config}: OK ({len(settings.campaigns)} campaigns, state at {settings.state_path})"
+    )
+    return 0
+
+
+async def _status(config: Path, *, as_json: bool) -> int:
+    from fotawatch.status import poll_once, render_table  # noqa: PLC0415
+
+    rows = await poll_once(_load(config))
+    print(json.dumps(rows, indent=2) if as_json else render_table(rows))  # noqa: T201
+    return 0 if all(r["error"] is None for r in rows) else 1
+
+
+async def _history(config: Path, campaign_id: str, *, as_json: bool) -> int:
+    from fotawatch.status import read_history, render_history  # noqa: PLC0415
+
+    rows = await read_history(_load(config), campaign_id)
+    print(json.dumps(rows, indent=2) if as_json else render_history(rows))  # noqa: T201
+    return 0 if rows else 1
