@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import datetime as dt
+import math
 import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +30,7 @@ from fotawatch.model import CampaignKey
 from fotawatch.poller import ApiHealth, Poller, PollOutcome, Target
 from fotawatch.scheduler import PollScheduler, SchedulePolicy
 from fotawatch.store.sqlite import SqliteStore
+from fotawatch.systemd import Notifier, run_watchdog, watchdog_interval
 from fotawatch.thingspace.auth import Credentials, ThingSpaceAuth
 from fotawatch.thingspace.client import RetryPolicy, ThingSpaceClient
 from fotawatch.thingspace.limiter import RateLimiter
@@ -145,6 +146,7 @@ class Daemon:
         self.reload_ok = True
         self.reload_ok_at: dt.datetime | None = None
         self.started = asyncio.Event()
+        self.notifier = Notifier.from_env(self._environ)
 
     def load(self) -> Settings:
         """Read and validate the config file (raises ConfigError)."""
@@ -181,6 +183,8 @@ class Daemon:
             self._session = session
             self._install_signals()
             stack.callback(self._remove_signals)
+            self._start_watchdog(stack)
+            self.notifier.ready(status=f"watching {len(targets)} campaigns")
             log.info(
                 "fotawatch_started",
                 version=__version__,
@@ -189,11 +193,24 @@ class Daemon:
             )
             self.started.set()
             await self._stop.wait()
+            self.notifier.stopping()
             log.info("fotawatch_stopping")
         for task in list(self._tasks):
             task.cancel()
         log.info("fotawatch_stopped")
         return 0
+
+    def _start_watchdog(self, stack: contextlib.AsyncExitStack) -> None:
+        """Ping systemd's watchdog from the event loop while the scheduler runs."""
+        interval = watchdog_interval(self._environ)
+        if interval is None:
+            return
+        scheduler = self.scheduler
+        assert scheduler is not None
+        task = asyncio.get_running_loop().create_task(
+            run_watchdog(self.notifier, interval, health=lambda: scheduler.running)
+        )
+        stack.callback(task.cancel)
 
     async def _poll(self, target: Target) -> PollOutcome:
         assert self.poller is not None
@@ -238,10 +255,12 @@ class Daemon:
     async def reload(self) -> bool:
         """Re-read the config and apply it; keep the old one if the new one is invalid."""
         async with self._reload_lock:
+            self.notifier.reloading()
             ok = self._reload_once()
             while self._reload_pending:
                 self._reload_pending = False
                 ok = self._reload_once()
+            self.notifier.ready(status="config reloaded" if ok else "config reload failed")
             return ok
 
     def _reload_once(self) -> bool:
