@@ -93,16 +93,18 @@ def test_bad_config_exits_78_with_one_line_naming_the_key(
 
 
 def test_check_config_accepts_the_example(tmp_path: Path) -> None:
-    """The shipped example config validates once its variables are set."""
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "THINGSPACE_CLIENT_ID": "id",
-        "THINGSPACE_CLIENT_SECRET": "secret",
-        "THINGSPACE_USERNAME": "user",
-        "THINGSPACE_PASSWORD": "password",
-        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X",
-        "RELAY_TOKEN": "relay-token",
-    }
+    """The shipped example validates with its secrets in a systemd credentials directory."""
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    for name, value in {
+        "thingspace-client-id": "id",
+        "thingspace-client-secret": "secret",
+        "thingspace-username": "user",
+        "thingspace-password": "password",
+        "slack-webhook-url": "https://hooks.slack.com/services/T/B/X",
+    }.items():
+        (creds / name).write_text(value)
+    env = {"PATH": "/usr/bin:/bin", "CREDENTIALS_DIRECTORY": str(creds)}
     result = fotawatch("check-config", "--config", "config/fotawatch.example.yaml", env=env)
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout

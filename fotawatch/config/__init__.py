@@ -44,6 +44,7 @@ from fotawatch.config.models import (
     TransitionFilter,
     WebhookSettings,
 )
+from fotawatch.errors import ConfigError
 
 __all__ = [
     "CREDENTIAL_NAMES",
@@ -100,13 +101,39 @@ def config_file_warnings(path: Path) -> list[str]:
     except OSError:
         return []
     warnings = []
-    if mode & 0o004:
-        warnings.append(f"config file is readable by other users (mode {mode:04o}); "
-                        "it may reference secrets")
+    if mode & 0o004 and _inline_secrets(path):
+        warnings.append(f"config file is readable by other users (mode {mode:04o}) and holds "
+                        "secrets inline; use *_file keys, ${VAR} or systemd credentials")
     if mode & 0o022:
         warnings.append(f"config file is writable by its group or other users (mode {mode:04o}); "
                         "they can change where fotawatch sends credentials and alerts")
     return warnings
+
+
+def _inline_secrets(path: Path) -> bool:
+    """True when a secret key holds a literal value (not ${VAR}) in the file itself."""
+    try:
+        text = read_file(path).decode("utf-8", errors="replace")
+        data = parse_yaml(text, str(path))
+    except (ConfigError, OSError):
+        return False
+    return _has_inline_secret(data)
+
+
+def _has_inline_secret(node: object) -> bool:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in SECRET_KEYS and key != "headers" and isinstance(value, str):
+                if not value.strip().startswith("${"):
+                    return True
+            elif key == "headers" and isinstance(value, dict):
+                if any(isinstance(v, str) and "${" not in v for v in value.values()):
+                    return True
+            elif _has_inline_secret(value):
+                return True
+    elif isinstance(node, list):
+        return any(_has_inline_secret(item) for item in node)
+    return False
 
 
 def settings_warnings(settings: Settings) -> list[str]:
