@@ -661,8 +661,8 @@ def test_settings_warnings(tmp_path: Path, text: str, expected: list[str]) -> No
     [(MINIMAL, 0o600, []), (MINIMAL, 0o640, []),
      (MINIMAL, 0o644, []),  # secrets only referenced (${VAR}): readable is fine
      (INLINE, 0o600, []),
-     (INLINE, 0o644, ["config file is readable by other users (mode 0644) and holds secrets "
-                      "inline; use *_file keys, ${VAR} or systemd credentials"]),
+     (INLINE, 0o644, [("config file is readable by other users (mode 0644) and holds secrets "
+                       "inline; use *_file keys, ${VAR} or systemd credentials")]),
      (MINIMAL, 0o664, [("config file is writable by its group or other users (mode 0664); they "
                         "can change where fotawatch sends credentials and alerts")])],
 )
