@@ -1,19 +1,19 @@
 """One shallow exception tree. Messages are built from ids and codes, never from secrets.
 
-    FotawatchError
-     +-- ConfigError                 bad config: names the key path; the CLI exits 78
-     +-- StoreError                  the state store cannot be read or written
-     +-- ApiError                    a ThingSpace call failed; ``result`` is the poll-result label
-     |    +-- TransportError         timeout / connection error              (retryable)
-     |    +-- RateLimitedError       HTTP 429, carries Retry-After           (retryable)
-     |    +-- ServerError            HTTP 5xx                                (retryable)
-     |    +-- ClientError            other HTTP 4xx                          (not retried)
-     |    |    +-- CampaignMissingError   404 / 400 INVALID_PARAMETER for a campaign
-     |    +-- AuthError              token or session rejected        (one refresh, then fail)
-     |    |    +-- LoginRejectedError     the credentials themselves were refused
-     |    |    +-- LoginCircuitOpenError  logins suspended to protect the account from lock-out
-     |    +-- InvalidResponseError   body is not what the API documents
-     +-- DeliveryError               an alert sink could not deliver (issue 4)
+FotawatchError
+ +-- ConfigError                 bad config: names the key path; the CLI exits 78
+ +-- StoreError                  the state store cannot be read or written
+ +-- ApiError                    a ThingSpace call failed; ``result`` is the poll-result label
+ |    +-- TransportError         timeout / connection error              (retryable)
+ |    +-- RateLimitedError       HTTP 429, carries Retry-After           (retryable)
+ |    +-- ServerError            HTTP 5xx                                (retryable)
+ |    +-- ClientError            other HTTP 4xx                          (not retried)
+ |    |    +-- CampaignMissingError   404 / 400 INVALID_PARAMETER for a campaign
+ |    +-- AuthError              token or session rejected        (one refresh, then fail)
+ |    |    +-- LoginRejectedError     the credentials themselves were refused
+ |    |    +-- LoginCircuitOpenError  logins suspended to protect the account from lock-out
+ |    +-- InvalidResponseError   body is not what the API documents
+ +-- DeliveryError               an alert sink could not deliver (issue 4)
 """
 
 from __future__ import annotations
@@ -64,9 +64,7 @@ class ApiError(FotawatchError):
     result: str = "invalid_response"
     retryable: bool = False
 
-    def __init__(
-        self, message: str, *, status: int | None = None, code: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
         self.status = status
         self.code = code
         super().__init__(message)

@@ -24,7 +24,8 @@ from support import (
 
 from fotawatch.app import Daemon, build_client
 from fotawatch.config import load_settings
-from fotawatch.events import CampaignPolled, Event
+from fotawatch.events import CampaignMissing, CampaignPolled, Event
+from fotawatch.model import CampaignKey
 from fotawatch.simulator import Scenario, Simulator
 
 LIFECYCLE = [
@@ -201,6 +202,42 @@ async def test_wrong_password_never_risks_the_account(tmp_path: Path) -> None:
         assert stats["login_attempts"] <= 4
         assert stats["max_consecutive_login_failures"] <= 4
         assert not stats["locked"]
+
+
+async def test_missing_campaign_is_reported_once_and_polled_slowly(tmp_path: Path) -> None:
+    """An unknown campaign id: one campaign_missing event, then polls every missing_interval."""
+    known, unknown = "c1000000-0000-0000-0000-000000000001", "c2000000-0000-0000-0000-0000000000ff"
+    async with Simulator(scenario(sim_campaign(known))) as sim:
+        config = write_config(tmp_path, sim.url, [campaign(known), campaign(unknown)],
+                              polling={"missing_interval_seconds": 3600})
+        async with running(config) as (daemon, events):
+            await wait_for(lambda: poll_count(sim, unknown) == 1, what="first poll")
+            await wait_for(lambda: poll_count(sim, known) >= 4, what="known polled 4 times")
+            assert daemon.poller is not None
+            assert daemon.poller.views[CampaignKey(account=ACCOUNT, campaign_id=unknown)].missing
+        assert poll_count(sim, unknown) == 1
+        missing = [e for e in events if isinstance(e, CampaignMissing)]
+        assert [(e.key.campaign_id, e.missing) for e in missing] == [(unknown, True)]
+
+
+async def test_wrong_password_logs_one_error_saying_what_to_do(tmp_path: Path) -> None:
+    """When the login circuit opens: exactly one error line, naming the fix."""
+    cid = "c3000000-0000-0000-0000-000000000001"
+    async with Simulator(scenario(sim_campaign(cid))) as sim:
+        config = write_config(tmp_path, sim.url, [campaign(cid)],
+                              thingspace={"password": "wrong-password"})
+        async with daemon_process(config) as d:
+            await wait_for(lambda: poll_count(sim, cid) == 0 and
+                           sim.stats()["login_attempts"] >= 2, what="two logins")
+            await d.wait_event("login_circuit_open")
+            seen = sim.stats()["login_attempts"]
+            await wait_for(lambda: len(d.events("campaign_poll_failing")) >= 1, what="failing")
+            assert await d.stop() == 0
+        assert seen == 2
+        errors = [e for e in d.events() if e.get("level") == "error"]
+        assert [e["event"] for e in errors] == ["login_circuit_open"]
+        assert "systemctl reload fotawatch" in errors[0]["action"]
+        assert "wrong-password" not in "\n".join(d.lines)
 
 
 async def test_kill_9_then_restart_repeats_nothing_and_catches_up(tmp_path: Path) -> None:

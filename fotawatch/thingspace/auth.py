@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
+import structlog
+
 from fotawatch.errors import (
     ApiError,
     AuthError,
@@ -41,6 +43,7 @@ __all__ = ["Credentials", "LoginCircuit", "ThingSpaceAuth"]
 TOKEN_PATH = "/api/ts/v1/oauth2/token"  # noqa: S105 - a URL path, not a secret
 LOGIN_PATH = "/api/m2m/v1/session/login"
 SESSION_IDLE_SECONDS = 20 * 60
+log = structlog.get_logger("fotawatch.auth")
 _JSON = "application/json"
 
 
@@ -129,6 +132,7 @@ class ThingSpaceAuth:
             self._credentials = credentials
             self._bearer = self._session = None
         if self.circuit.open:
+            log.info("login_circuit_reset", reason="config reload")
             self._emit(LoginCircuitChanged(open=False, reason="reset", at=self._wall()))
         self.circuit.succeeded()
 
@@ -221,6 +225,14 @@ class ThingSpaceAuth:
         code = err.code or f"HTTP {err.status}"
         locked = "locked" in (err.code or "").lower()
         if self.circuit.rejected(f"{what} rejected ({code})", locked=locked):
+            log.error(
+                "login_circuit_open",
+                reason=self.circuit.reason,
+                failures=self.circuit.failures,
+                action="fotawatch has stopped logging in: ThingSpace locks the user after 5 "
+                "consecutive failed logins and only Verizon support can unlock it. Fix the "
+                "credentials, then `systemctl reload fotawatch` (SIGHUP) or restart.",
+            )
             self._emit(LoginCircuitChanged(open=True, reason=self.circuit.reason, at=self._wall()))
         raise LoginRejectedError(
             f"ThingSpace rejected the {what} ({code})", status=err.status, code=err.code
