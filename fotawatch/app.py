@@ -20,21 +20,27 @@ from pathlib import Path
 
 import aiohttp
 import structlog
+from prometheus_client import CollectorRegistry
 
 from fotawatch import __version__
+from fotawatch.alerts.service import AlertService
 from fotawatch.config import Settings, load_settings
 from fotawatch.errors import ConfigError
 from fotawatch.events import Event, EventHub, Subscriber
+from fotawatch.health import DaemonState
 from fotawatch.logs import Redactor
+from fotawatch.metrics import Metrics
 from fotawatch.model import CampaignKey
 from fotawatch.poller import ApiHealth, Poller, PollOutcome, Target
 from fotawatch.scheduler import PollScheduler, SchedulePolicy
+from fotawatch.server import Server, make_app, start
 from fotawatch.store.sqlite import SqliteStore
 from fotawatch.systemd import Notifier, run_watchdog, watchdog_interval
 from fotawatch.thingspace.auth import Credentials, ThingSpaceAuth
 from fotawatch.thingspace.client import RetryPolicy, ThingSpaceClient
 from fotawatch.thingspace.limiter import RateLimiter
 from fotawatch.thingspace.transport import Transport
+from fotawatch.webconfig import load_web_config, ssl_context
 
 __all__ = ["Daemon", "build_client", "settings_secrets", "targets_of"]
 
@@ -141,6 +147,13 @@ class Daemon:
         self._reload_pending = False
         self._tasks: set[asyncio.Task[bool]] = set()
         self.poller: Poller | None = None
+        self.alerts: AlertService | None = None
+        self.state = DaemonState(self)
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(
+            self.registry, views=self.state.views, polling=self.state.polling, status=self.state
+        )
+        self.server: Server | None = None
         self.scheduler: PollScheduler | None = None
         self.polled_since_start: set[CampaignKey] = set()
         self.reload_ok = True
@@ -160,7 +173,13 @@ class Daemon:
         self.settings = settings or self.load()
         self.redactor.add(*settings_secrets(self.settings))
         self.reload_ok_at = dt.datetime.now(dt.UTC)
-        for sub in (self._track_polled, *self._extra_subscribers):
+        metrics_settings = self.settings.metrics
+        web_config = (
+            load_web_config(metrics_settings.web_config_file)
+            if metrics_settings.web_config_file
+            else None
+        )
+        for sub in (self._track_polled, self.metrics.on_event, *self._extra_subscribers):
             self.hub.subscribe(sub)
         async with contextlib.AsyncExitStack() as stack:
             session = await stack.enter_async_context(aiohttp.ClientSession())
@@ -168,18 +187,34 @@ class Daemon:
             stack.push_async_callback(store.close)
             client = build_client(self.settings, session, self.hub.emit)
             self.redactor.add(*client.auth.secrets)
+            self.alerts = AlertService(self.settings.alerts, store, session, metrics=self.metrics)
+            self.hub.subscribe(self.alerts.on_event)
             self.poller = Poller(
                 client,
                 store,
                 self.hub.emit,
                 api_health=ApiHealth(_api_down_after(self.settings), self.hub.emit),
+                outbox_for=self.alerts.outbox_for,
             )
             targets = targets_of(self.settings)
+            self.metrics.sync(t.key for t in targets)
+            self.metrics.add_sinks(self.alerts.sinks)
+            self.metrics.set_queue_depths(self.alerts.depths)
             await self.poller.load(targets)
+            self.alerts.prime(self.poller.views.values())  # re-arm conditions from the store
+            # Entered before the scheduler, so unwound after it: alerts of the last polls go out.
+            await stack.enter_async_context(self.alerts)
             self.scheduler = PollScheduler(self._poll, _policy(self.settings), self.hub.emit)
             self.scheduler.sync(targets)
             self.scheduler.start()
             stack.push_async_callback(self.scheduler.shutdown, SHUTDOWN_DEADLINE)
+            app = make_app(registry=self.registry, status=self.state, web_config=web_config)
+            tls = ssl_context(web_config) if web_config else None
+            self.server = await start(app, metrics_settings.host, metrics_settings.port, tls)
+            stack.push_async_callback(self.server.close)
+            log.info(
+                "http_listening", host=self.server.host, port=self.server.port, tls=tls is not None
+            )
             self._session = session
             self._install_signals()
             stack.callback(self._remove_signals)
@@ -280,10 +315,14 @@ class Daemon:
             self.poller.client = build_client(new, self._session, self.hub.emit)
         else:
             self.poller.client.auth.reset()
-        for key in ("state_path", "metrics"):
+        for key in ("state_path", "metrics", "alerts"):
             if getattr(new, key) != getattr(old, key):
                 log.warning("config_change_needs_restart", key=key)
         targets = targets_of(new)
+        self.metrics.sync(t.key for t in targets)
+        if self.alerts is not None:
+            for gone in set(self.poller.views) - {t.key for t in targets}:
+                self.alerts.tracker.forget(gone)
         self.scheduler.policy = _policy(new)
         self.poller.sync(targets)
         self.scheduler.sync(targets)

@@ -1,4 +1,4 @@
-"""Command line: run | check-config | status | history | simulate | demo.
+"""Command line: run | check-config | test-alert | status | history | simulate | demo.
 
 Exit codes: 0 success, 78 (EX_CONFIG) for a bad config, 1 for anything else. A bad config is
 reported as one line on stderr naming the key, never with a traceback.
@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config("run", "run the daemon")
     with_config("check-config", "validate the config file; exit 0 or 78")
+    with_config("test-alert", "send a test message to every configured alert sink")
     status = with_config("status", "poll each configured campaign once and print a table")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     history = with_config("history", "print the recorded transitions of a campaign")
@@ -65,22 +66,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    command: str = args.command
-    if command == "run":
-        return _run(args.config)
-    if command == "check-config":
-        return _check_config(args.config)
-    if command == "status":
-        return asyncio.run(_status(args.config, as_json=args.json))
-    if command == "history":
-        return asyncio.run(_history(args.config, args.campaign_id, as_json=args.json))
-    if command == "simulate":
-        from fotawatch.simulator import main as simulate  # noqa: PLC0415
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": lambda a: _run(a.config),
+        "check-config": lambda a: _check_config(a.config),
+        "test-alert": lambda a: asyncio.run(_test_alert(a.config)),
+        "status": lambda a: asyncio.run(_status(a.config, as_json=a.json)),
+        "history": lambda a: asyncio.run(_history(a.config, a.campaign_id, as_json=a.json)),
+        "simulate": _simulate,
+        "demo": _demo,
+    }
+    return handlers[args.command](args)
 
-        argv = ["--port", str(args.port), "--host", args.host]
-        if args.scenario is not None:
-            argv += ["--scenario", str(args.scenario)]
-        return simulate(argv)
+
+def _simulate(args: argparse.Namespace) -> int:
+    from fotawatch.simulator import main as simulate  # noqa: PLC0415
+
+    argv = ["--port", str(args.port), "--host", args.host]
+    if args.scenario is not None:
+        argv += ["--scenario", str(args.scenario)]
+    return simulate(argv)
+
+
+def _demo(args: argparse.Namespace) -> int:
     from fotawatch.demo import run_demo  # noqa: PLC0415
 
     return asyncio.run(run_demo(forever=args.forever))
@@ -96,10 +103,14 @@ def _load(config: Path) -> Any:
 
 
 def _run(config: Path) -> int:
+    from prometheus_client import disable_created_metrics  # noqa: PLC0415
+
     from fotawatch.app import Daemon  # noqa: PLC0415
     from fotawatch.logs import configure_logging  # noqa: PLC0415
 
     settings = _load(config)
+    # _created samples are not part of fotawatch's metric contract (docs/metrics.md).
+    disable_created_metrics()
     redactor = configure_logging(level=settings.logging.level, fmt=settings.logging.format)
     daemon = Daemon(config, redactor=redactor)
     return asyncio.run(daemon.run(settings))
@@ -127,3 +138,20 @@ async def _history(config: Path, campaign_id: str, *, as_json: bool) -> int:
     rows = await read_history(_load(config), campaign_id)
     print(json.dumps(rows, indent=2) if as_json else render_history(rows))  # noqa: T201
     return 0 if rows else 1
+
+
+async def _test_alert(config: Path) -> int:
+    import aiohttp  # noqa: PLC0415
+
+    from fotawatch.alerts.service import send_test  # noqa: PLC0415
+
+    settings = _load(config)
+    async with aiohttp.ClientSession() as session:
+        outcomes = await send_test(settings.alerts, session)
+    if not outcomes:
+        message = "fotawatch: no alert sinks configured (alerts.slack, alerts.webhooks)"
+        print(message, file=sys.stderr)  # noqa: T201
+        return 1
+    for sink, outcome in outcomes.items():
+        print(f"{sink}: {outcome}")  # noqa: T201
+    return 0 if all(o == "delivered" for o in outcomes.values()) else 1

@@ -401,7 +401,15 @@ def test_invalid_secret_is_never_echoed(tmp_path: Path, text: str, secret: str) 
 
 def test_valid_secrets_never_appear_in_repr(tmp_path: Path) -> None:
     """repr() and str() of the settings mask every secret, including webhook URLs and headers."""
-    settings = load_settings(EXAMPLE, environ=SECRETS)
+    text = MINIMAL + """\
+alerts:
+  slack: {webhook_url: "${SLACK_WEBHOOK_URL}"}
+  webhooks:
+    - name: relay
+      url: https://relay.example/hook
+      headers: {Authorization: "Bearer ${RELAY_TOKEN}"}
+"""
+    settings = load(tmp_path, text)
 
     rendered = repr(settings) + str(settings) + settings.model_dump_json()
 

@@ -51,6 +51,7 @@ __all__ = [
     "escape_mrkdwn",
     "render_console",
     "render_slack",
+    "render_slack_batch",
     "render_webhook",
     "slack_len",
     "validate_slack_message",
@@ -416,6 +417,31 @@ def render_slack(
     else:
         blocks = _combined_blocks(alerts, mention)
     return {"text": _text(alerts, mention), "blocks": blocks}
+
+
+def _shown(body: Mapping[str, Any], count: int) -> int:
+    """How many alerts of ``body`` got their own section (a combined message: one per divider)."""
+    if count == 1:
+        return 1
+    return sum(1 for block in body["blocks"] if block.get("type") == "divider")
+
+
+def render_slack_batch(
+    payloads: Sequence[Payload], *, mention_on_failure: str | None = None
+) -> tuple[dict[str, Any], int]:
+    """The message for the longest prefix of ``payloads`` whose every alert has its own section.
+
+    Returns ``(body, n)``: ``body`` shows ``payloads[:n]`` in full (``n >= 1``), so a sender may
+    mark exactly those as delivered and keep the rest for the next message. Alerts that
+    ``render_slack`` would only count in "+N more" are never part of the ``n``.
+    """
+    n = len(payloads)
+    while True:
+        body = render_slack(payloads[:n], mention_on_failure=mention_on_failure)
+        shown = _shown(body, n)
+        if shown == n:
+            return body, n
+        n = max(1, min(n - 1, shown))
 
 
 # --- Slack limits ----------------------------------------------------------------------------

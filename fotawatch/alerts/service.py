@@ -1,0 +1,259 @@
+"""The alert service: one sink per configured destination, fed by transitions and conditions.
+
+Wiring (``app.py``): the poller gets ``outbox_for`` so a transition's outbox rows commit in the
+same transaction as the transition; the hub gets ``on_event``, which wakes the dispatchers after
+a transition was committed and feeds the ``ConditionTracker``; ``prime`` seeds the tracker from
+the stored campaigns; ``async with service`` runs one ``Dispatcher`` per sink, the queue that
+writes condition messages to the outbox, and the periodic ``check`` of the time-based
+conditions. Leaving the block cancels them at once: a send in flight is abandoned and its rows
+stay pending, to be sent after the restart (at-least-once).
+
+``on_event`` never blocks: the tracker is pure and fast, and its payloads go through an
+in-memory queue that a task writes with ``Store.enqueue`` (retrying while the store fails).
+
+``send_test`` (``fotawatch test-alert``) posts a test message to every sink directly, not
+through the outbox, and reports "delivered" or why not per sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import structlog
+
+from fotawatch.alerts.conditions import CampaignState, ConditionRules, ConditionTracker
+from fotawatch.alerts.outbox import DeliveryPolicy, Dispatcher, NotificationMetrics
+from fotawatch.alerts.payloads import dedup_key, test_payload, transition_payload
+from fotawatch.alerts.senders import DEFAULT_TIMEOUT, Sender, SlackSender, WebhookSender
+from fotawatch.config.models import AlertsSettings, TransitionFilter
+from fotawatch.errors import StoreError
+from fotawatch.events import Event, TransitionObserved
+from fotawatch.model import Transition
+from fotawatch.store.base import OutboxMessage, Store
+
+__all__ = ["AlertService", "build_senders", "delivery_policy", "send_test"]
+
+log = structlog.get_logger("fotawatch.alerts")
+Clock = Callable[[], dt.datetime]
+Sleep = Callable[[float], Awaitable[None]]
+CHECK_INTERVAL = 30.0  # seconds between evaluations of the time-based conditions
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def build_senders(
+    settings: AlertsSettings,
+    session: aiohttp.ClientSession,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    clock: Clock = _utcnow,
+) -> list[tuple[TransitionFilter, Sender]]:
+    """One sender per configured sink, with the settings that filter what it receives."""
+    sinks: list[tuple[TransitionFilter, Sender]] = []
+    if settings.slack is not None:
+        slack = settings.slack
+        sender = SlackSender(session, slack.webhook_url.get_secret_value(),
+                             mention_on_failure=slack.mention_on_failure, timeout=timeout,
+                             clock=clock)  # fmt: skip
+        sinks.append((slack, sender))
+    for hook in settings.webhooks:
+        headers = {name: value.get_secret_value() for name, value in hook.headers.items()}
+        hook_sender = WebhookSender(session, hook.url.get_secret_value(), name=hook.name,
+                                    headers=headers, timeout=timeout, clock=clock)  # fmt: skip
+        sinks.append((hook, hook_sender))
+    return sinks
+
+
+def delivery_policy(settings: AlertsSettings) -> DeliveryPolicy:
+    """The dispatchers' policy from config (pacing and max age); the rest are defaults."""
+    return DeliveryPolicy(min_interval=settings.min_interval_seconds, max_age=settings.max_age)
+
+
+def _rules(settings: AlertsSettings) -> ConditionRules:
+    stuck = {str(status): float(limit) for status, limit in settings.stuck_after.items()
+             if limit is not None}  # fmt: skip
+    return ConditionRules(stuck_after=stuck, not_scheduled_by_start=settings.not_scheduled_by_start,
+                          overdue_after=settings.overdue_after)  # fmt: skip
+
+
+async def _test_one(sender: Sender, now: dt.datetime) -> str:
+    body, _ = sender.render([test_payload(now)])
+    return (await sender.send(body)).describe()
+
+
+async def _send_tests(senders: Sequence[Sender], now: dt.datetime) -> dict[str, str]:
+    outcomes = await asyncio.gather(*(_test_one(s, now) for s in senders))
+    return {s.name: outcome for s, outcome in zip(senders, outcomes, strict=True)}
+
+
+async def send_test(
+    settings: AlertsSettings,
+    session: aiohttp.ClientSession,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - a per-request budget, not a wait
+    clock: Clock = _utcnow,
+) -> dict[str, str]:
+    """``fotawatch test-alert``: post a test message to every sink; {sink: outcome}."""
+    senders = [s for _, s in build_senders(settings, session, timeout=timeout, clock=clock)]
+    return await _send_tests(senders, clock())
+
+
+@dataclass(frozen=True, slots=True)
+class _Sink:
+    filter: TransitionFilter
+    dispatcher: Dispatcher
+
+
+class AlertService:
+    """Sinks, their dispatchers and the condition tracker; ``async with`` runs them."""
+
+    def __init__(  # noqa: PLR0913 - collaborators are injected, not constructed
+        self,
+        settings: AlertsSettings,
+        store: Store,
+        session: aiohttp.ClientSession,
+        *,
+        metrics: NotificationMetrics | None = None,
+        clock: Clock = _utcnow,
+        sleep: Sleep = asyncio.sleep,
+        policy: DeliveryPolicy | None = None,
+        sender_timeout: float = DEFAULT_TIMEOUT,
+        check_interval: float = CHECK_INTERVAL,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.tracker = ConditionTracker(_rules(settings))
+        self._clock, self._sleep, self._check_interval = clock, sleep, check_interval
+        policy = policy or delivery_policy(settings)
+        self.sinks: dict[str, _Sink] = {}
+        for sink_filter, sender in build_senders(settings, session, timeout=sender_timeout,
+                                                 clock=clock):  # fmt: skip
+            dispatcher = Dispatcher(sender, store, policy, metrics=metrics, clock=clock,
+                                    sleep=sleep, rng=rng)  # fmt: skip
+            self.sinks[sender.name] = _Sink(sink_filter, dispatcher)
+        self._queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+        self._storing: list[OutboxMessage] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(s.dispatcher.run(), name=f"fotawatch-alerts-{name}")
+            for name, s in self.sinks.items()
+        ]
+        self._tasks.append(loop.create_task(self._store_conditions(), name="fotawatch-conditions"))
+        self._tasks.append(loop.create_task(self._check_loop(), name="fotawatch-condition-check"))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self._flush()
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def outbox_for(self, transition: Transition, name: str | None) -> list[OutboxMessage]:
+        """The outbox rows of a transition: one per sink whose filter accepts it."""
+        payload = transition_payload(transition, name=name)
+        key, now = dedup_key(payload), self._clock()
+        return [
+            OutboxMessage(sink=sink, dedup_key=key, payload=payload, created_at=now)
+            for sink, s in self.sinks.items()
+            if s.filter.accepts(transition.kind, transition.to_status)
+        ]
+
+    def on_event(self, event: Event) -> None:
+        """Hub subscriber: wake the dispatchers after a transition, track conditions."""
+        if isinstance(event, TransitionObserved):
+            self.wake()  # its outbox rows were committed with it
+        payloads = self.tracker.observe(event, self._clock())
+        if payloads:
+            self._queue.put_nowait(payloads)
+
+    def prime(self, states: Iterable[CampaignState]) -> None:
+        """Seed the conditions from the stored campaigns (``poller.views.values()``)."""
+        payloads = self.tracker.prime(states, self._clock())
+        if payloads:
+            self._queue.put_nowait(payloads)
+
+    def wake(self) -> None:
+        """New outbox rows were committed: every dispatcher looks now."""
+        for s in self.sinks.values():
+            s.dispatcher.wake()
+
+    def depths(self) -> dict[str, int]:
+        """Pending rows per sink as of each dispatcher's last pass (no I/O)."""
+        return {name: s.dispatcher.depth for name, s in self.sinks.items()}
+
+    async def send_test(self) -> dict[str, str]:
+        """Post a test message to every sink directly (not through the outbox)."""
+        senders = [s.dispatcher.sender for s in self.sinks.values()]
+        return await _send_tests(senders, self._clock())
+
+    # --- condition messages -----------------------------------------------------------------
+
+    def _messages(self, payloads: Sequence[dict[str, Any]]) -> list[OutboxMessage]:
+        now = self._clock()
+        return [
+            OutboxMessage(sink=sink, dedup_key=dedup_key(p), payload=p, created_at=now)
+            for p in payloads
+            for sink, s in self.sinks.items()
+            if s.filter.conditions
+        ]
+
+    async def _store_conditions(self) -> None:
+        """Write queued condition messages in order; while the store fails, keep retrying."""
+        while True:
+            payloads = await self._queue.get()
+            self._storing = self._messages(payloads)
+            while self._storing:
+                try:
+                    await self.store.enqueue(self._storing)
+                except StoreError as err:
+                    log.error("alert_enqueue_failed", error=str(err), retry_in=5.0)  # noqa: TRY400
+                    await self._sleep(5.0)
+                    continue
+                self._wake_for(self._storing)
+                self._storing = []
+
+    def _wake_for(self, messages: Sequence[OutboxMessage]) -> None:
+        for sink in {m.sink for m in messages}:
+            self.sinks[sink].dispatcher.wake()
+
+    async def _flush(self) -> None:
+        """At shutdown: store what is still queued, once, without retries."""
+        pending = list(self._storing)
+        while not self._queue.empty():
+            pending += self._messages(self._queue.get_nowait())
+        self._storing = []
+        if not pending:
+            return
+        try:
+            await self.store.enqueue(pending)
+        except StoreError as err:
+            log.error("alert_enqueue_failed_at_stop", error=str(err), lost=len(pending))  # noqa: TRY400
+
+    async def _check_loop(self) -> None:
+        while True:
+            await self._sleep(self._check_interval)
+            payloads = self.tracker.check(self._clock())
+            if payloads:
+                self._queue.put_nowait(payloads)
