@@ -110,7 +110,7 @@ def _run(config: Path) -> int:
 
     settings = _load(config)
     # _created samples are not part of fotawatch's metric contract (docs/metrics.md).
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     redactor = configure_logging(level=settings.logging.level, fmt=settings.logging.format)
     daemon = Daemon(config, redactor=redactor)
     return asyncio.run(daemon.run(settings))
