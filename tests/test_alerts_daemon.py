@@ -16,9 +16,13 @@ LIFECYCLE = ["CampaignRequestQueued", "CampaignPreScheduled", "CampaignScheduled
 
 def _scenario(*ids: str, status: str = "CampaignRequestPending") -> Scenario:
     return Scenario.from_dict(
-        {"campaigns": [{"account": ACCOUNT, "id": i, "name": f"rollout {i[:4]}", "status": status}
-                       for i in ids]}
-    )  # fmt: skip
+        {
+            "campaigns": [
+                {"account": ACCOUNT, "id": i, "name": f"rollout {i[:4]}", "status": status}
+                for i in ids
+            ]
+        }
+    )
 
 
 def _alerts(slack_url: str, **extra: Any) -> dict[str, Any]:
@@ -50,8 +54,9 @@ async def test_lifecycle_yields_one_message_per_transition_in_order(tmp_path: Pa
             assert await d.stop() == 0
         texts = [p.body["text"] for p in slack.delivered]
     assert len(texts) == 4
-    for text, (frm, to) in zip(texts, zip(["CampaignRequestPending", *LIFECYCLE], LIFECYCLE,
-                                          strict=False), strict=True):  # fmt: skip
+    for text, (frm, to) in zip(
+        texts, zip(["CampaignRequestPending", *LIFECYCLE], LIFECYCLE, strict=False), strict=True
+    ):
         assert "a1a1a1a1" in text
         assert frm in text
         assert to in text
@@ -65,8 +70,9 @@ async def test_kill_9_with_undelivered_alerts_then_restart_delivers_each_once(
     db = tmp_path / "state.db"
     async with Simulator(_scenario(*ids)) as sim, FakeSlack() as slack:
         slack.default = server_error()
-        config = write_config(tmp_path, sim.url, [campaign(i) for i in ids],
-                              alerts=_alerts(slack.url))  # fmt: skip
+        config = write_config(
+            tmp_path, sim.url, [campaign(i) for i in ids], alerts=_alerts(slack.url)
+        )
         async with daemon_process(config) as d:
             await wait_for(lambda: all(stored_status(db, i) for i in ids), what="baseline")
             for i in ids:
@@ -77,8 +83,9 @@ async def test_kill_9_with_undelivered_alerts_then_restart_delivers_each_once(
         assert slack.delivered == []
         slack.default = ok()
         async with daemon_process(config) as d:
-            await wait_for(lambda: len(_moves(slack.delivered)) >= 3, timeout=20,
-                           what="three alerts delivered")  # fmt: skip
+            await wait_for(
+                lambda: len(_moves(slack.delivered)) >= 3, timeout=20, what="three alerts delivered"
+            )
             seen = len(slack.posts)
             for i in ids:  # more polls: nothing may be sent again
                 sim.set_status(ACCOUNT, i, "CampaignScheduled")
@@ -97,14 +104,16 @@ async def test_forty_simultaneous_transitions_make_at_most_5_posts_and_no_429(
     db = tmp_path / "state.db"
     async with Simulator(_scenario(*ids, status="CampaignScheduled")) as sim, FakeSlack() as slack:
         slack.enforce_rate(1.0)
-        config = write_config(tmp_path, sim.url, [campaign(i) for i in ids],
-                              alerts=_alerts(slack.url))  # fmt: skip
+        config = write_config(
+            tmp_path, sim.url, [campaign(i) for i in ids], alerts=_alerts(slack.url)
+        )
         async with daemon_process(config) as d:
             await wait_for(lambda: all(stored_status(db, i) for i in ids), what="baseline")
             for i in ids:
                 sim.set_status(ACCOUNT, i, "CampaignEnded")
-            await wait_for(lambda: len(_moves(slack.delivered)) >= 40, timeout=30,
-                           what="40 alerts delivered")  # fmt: skip
+            await wait_for(
+                lambda: len(_moves(slack.delivered)) >= 40, timeout=30, what="40 alerts delivered"
+            )
             assert await d.stop() == 0
     assert len(slack.posts) <= 5
     assert all(p.status == 200 for p in slack.posts)
