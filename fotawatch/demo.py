@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import yaml
 
@@ -44,7 +45,7 @@ def _config(sim: Simulator, scenario: Scenario, state_dir: Path) -> Path:
     campaigns = [
         {"account": c.account, "id": c.campaign_id, "name": c.name} for c in scenario.campaigns
     ]
-    config = {
+    config: dict[str, Any] = {
         "thingspace": {
             "base_url": sim.url,
             "client_id": creds.client_id,
@@ -61,6 +62,9 @@ def _config(sim: Simulator, scenario: Scenario, state_dir: Path) -> Path:
         "metrics": {"listen": "127.0.0.1:0"},
         "alerts": {"api_down_after": "3s"},
     }
+    if os.environ.get("SLACK_WEBHOOK_URL"):
+        # Real alerts too: the same messages the console shows, through the outbox to Slack.
+        config["alerts"]["slack"] = {"webhook_url": "${SLACK_WEBHOOK_URL}"}
     path = state_dir / "fotawatch.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     path.chmod(0o600)
@@ -131,9 +135,14 @@ async def run_demo(*, forever: bool = False, out: TextIO | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fotawatch-demo-") as tmp:
         async with Simulator(scenario) as sim:
             config = _config(sim, scenario, Path(tmp))
+            slack = (
+                " (alerts also sent to SLACK_WEBHOOK_URL)"
+                if os.environ.get("SLACK_WEBHOOK_URL")
+                else ""
+            )
             printer._print(  # noqa: SLF001
                 f"fotawatch demo: simulated ThingSpace at {sim.url}, "
-                f"{len(scenario.campaigns)} campaigns, polling every second"
+                f"{len(scenario.campaigns)} campaigns, polling every second{slack}"
             )
             daemon = Daemon(config, subscribers=[printer])
             task = asyncio.create_task(daemon.run())
