@@ -201,6 +201,7 @@ class Daemon:
             self.metrics.add_sinks(self.alerts.sinks)
             self.metrics.set_queue_depths(self.alerts.depths)
             await self.poller.load(targets)
+            stack.push_async_callback(self.poller.close)  # runs after the scheduler stopped
             self.alerts.prime(self.poller.views.values())  # re-arm conditions from the store
             # Entered before the scheduler, so unwound after it: alerts of the last polls go out.
             await stack.enter_async_context(self.alerts)

@@ -4,7 +4,16 @@ Per poll: the client fetches the campaign; the pure state machine compares it wi
 (what the store last recorded); the store records the poll, the transition and its outbox rows in
 one transaction; only then is the in-memory view updated and the events emitted. If the store
 write fails, the baseline is left as it was, so the next poll observes the same change again and
-records it then: a change is never considered seen until it is durable.
+records it then: a change is never considered seen until it is durable. Likewise a campaign
+added while running (config reload, discovery) takes its baseline (status, last ``seq``) from the
+store before its first poll: it may have been watched before, and starting from nothing would
+take a change made meanwhile for a first sight and reuse ``seq`` numbers the store already holds
+(so later transitions would be dropped as already recorded).
+
+Only changes must be durable before they count as seen: a poll that merely confirms the stored
+status is buffered and written with others in one transaction within ``FLUSH_SECONDS`` (one
+commit per burst instead of one per poll; a crash loses at most the "last polled" times of that
+second, never a transition or an alert).
 
 Health is edge-triggered, as in Home Assistant's DataUpdateCoordinator: one log line when a
 campaign (or the whole API) starts failing, one when it recovers, nothing in between.
@@ -12,6 +21,7 @@ campaign (or the whole API) starts failing, one when it recovers, nothing in bet
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +47,8 @@ __all__ = ["ApiHealth", "CampaignView", "PollOutcome", "Poller", "Target"]
 
 log = structlog.get_logger("fotawatch.poller")
 OutboxFor = Callable[[Transition, str | None], Sequence[OutboxMessage]]
+FLUSH_SECONDS = 1.0  # how long a poll that changed nothing may wait to be written
+FLUSH_ROWS = 500  # ... or how many of them make a batch
 # Failures that say "the API is not there", as opposed to "this campaign has a problem".
 _OUTAGE_RESULTS = frozenset({"timeout", "connection_error", "http_5xx", "rate_limited"})
 
@@ -150,6 +162,10 @@ class Poller:
         self._wall = wall
         self._outbox_for = outbox_for
         self._store_failing = False
+        self._pending: list[PollRecord] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._unloaded: set[CampaignKey] = set()  # views still without their stored baseline
 
     async def load(self, targets: Sequence[Target]) -> None:
         """Take the store's state as the baseline for the configured campaigns."""
@@ -160,7 +176,11 @@ class Poller:
     def sync(
         self, targets: Sequence[Target], records: dict[CampaignKey, CampaignRecord] | None = None
     ) -> None:
-        """Keep views for exactly ``targets`` (config reload), creating the new ones."""
+        """Keep views for exactly ``targets`` (config reload), creating the new ones.
+
+        Without ``records`` a new view is only a placeholder: ``poll`` reads its baseline from
+        the store first.
+        """
         views: dict[CampaignKey, CampaignView] = {}
         for t in targets:
             old = self.views.get(t.key)
@@ -169,6 +189,8 @@ class Poller:
             elif records is not None and t.key in records:
                 views[t.key] = CampaignView.from_record(records[t.key], t.name)
             else:
+                if records is None:
+                    self._unloaded.add(t.key)
                 views[t.key] = CampaignView(
                     key=t.key,
                     name=t.name,
@@ -178,6 +200,7 @@ class Poller:
                     last_seq=0,
                 )
         self.views = views
+        self._unloaded &= views.keys()
 
     async def poll(self, target: Target) -> PollOutcome:
         """Poll one campaign once. Never raises for API or store trouble: it is counted."""
@@ -185,6 +208,11 @@ class Poller:
         view = self.views.get(target.key)
         if view is None:  # removed by a reload while its job was due
             return PollOutcome(result="removed", status=None)
+        if target.key in self._unloaded:
+            loaded = await self._load_baseline(view)
+            if loaded is None:
+                return PollOutcome(result="store_error", status=None)
+            view = loaded
         try:
             campaign = await self.client.get_campaign(target.key.account, target.key.campaign_id)
         except CampaignMissingError as err:
@@ -192,6 +220,20 @@ class Poller:
         except ApiError as err:
             return await self._failed(view, err, started, missing=False)
         return await self._succeeded(view, campaign, started)
+
+    async def _load_baseline(self, view: CampaignView) -> CampaignView | None:
+        """The view with the store's record of the campaign, if it has one; None if unreadable."""
+        try:
+            record = await self.store.get(view.key)
+        except StoreError as err:
+            log.error("store_read_failed", error=str(err), campaign=str(view.key))  # noqa: TRY400
+            return None
+        self._unloaded.discard(view.key)
+        if record is None or view.key not in self.views:
+            return view
+        loaded = CampaignView.from_record(record, view.name)
+        self.views[view.key] = loaded
+        return loaded
 
     async def _succeeded(
         self, view: CampaignView, campaign: Campaign, started: float
@@ -202,9 +244,12 @@ class Poller:
         poll = PollRecord(
             key=view.key, polled_at=now, result="ok", campaign=campaign, transition=transition
         )
-        if not await self._write(poll, outbox):
-            return PollOutcome(result="store_error", status=view.status)
         changed = campaign.status != view.status
+        # Only a change has to be durable before it counts as seen; a poll that merely confirms
+        # what is stored waits (at most FLUSH_SECONDS) for the next batch.
+        urgent = transition is not None or changed or view.missing or view.campaign is None
+        if not await self._write(poll, outbox, urgent=urgent):
+            return PollOutcome(result="store_error", status=view.status)
         new = replace(
             view,
             campaign=campaign,
@@ -229,19 +274,55 @@ class Poller:
         now = self._wall()
         stored_result = "missing" if missing else err.result
         poll = PollRecord(key=view.key, polled_at=now, result=stored_result, missing=missing)
-        await self._write(poll, ())
+        await self._write(poll, (), urgent=missing != view.missing)
         new = replace(
             view, last_poll_at=now, last_result=stored_result, missing=missing, healthy=missing
         )
         self._publish(view, new, err.result, started, error=err)
         return PollOutcome(result=err.result, status=view.status, missing=missing)
 
-    async def _write(self, poll: PollRecord, outbox: Sequence[OutboxMessage]) -> bool:
+    async def _write(
+        self, poll: PollRecord, outbox: Sequence[OutboxMessage], *, urgent: bool
+    ) -> bool:
+        """Persist a poll: at once (with everything buffered) if urgent, else in the next batch."""
+        if not urgent:
+            self._pending.append(poll)
+            if len(self._pending) >= FLUSH_ROWS:
+                await self.flush()
+            elif self._flush_timer is None:
+                loop = asyncio.get_running_loop()
+                self._flush_timer = loop.call_later(FLUSH_SECONDS, self._flush_soon)
+            return True
+        batch, self._pending = [*self._pending, poll], []
+        return await self._commit(batch, outbox)
+
+    def _flush_soon(self) -> None:
+        self._flush_timer = None
+        task = asyncio.get_running_loop().create_task(self.flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def flush(self) -> None:
+        """Write the buffered polls now (one transaction)."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        batch, self._pending = self._pending, []
+        if batch:
+            await self._commit(batch, ())
+
+    async def close(self) -> None:
+        """Flush what is buffered; called once polling has stopped."""
+        await self.flush()
+        if self._flushes:
+            await asyncio.wait(set(self._flushes))
+
+    async def _commit(self, batch: Sequence[PollRecord], outbox: Sequence[OutboxMessage]) -> bool:
         try:
-            await self.store.record([poll], outbox)
+            await self.store.record(batch, outbox)
         except StoreError as err:
             if not self._store_failing:
-                log.error("store_write_failed", error=str(err), campaign=str(poll.key))  # noqa: TRY400
+                log.error("store_write_failed", error=str(err), polls=len(batch))  # noqa: TRY400
             self._store_failing = True
             return False
         if self._store_failing:

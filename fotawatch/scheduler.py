@@ -10,6 +10,10 @@ Lifecycle rules applied after every poll:
   (the state stays in the store);
 - a campaign the API says is missing is polled every ``missing_interval`` until it reappears.
 
+Other periodic work (device reports, discovery) runs on the same scheduler through ``every`` and
+``cancel``: named interval jobs with the same jitter, ``max_instances=1`` and coalescing, whose
+runs are waited for at shutdown like polls.
+
 Shutdown pauses the scheduler, lets in-flight polls finish within a deadline, then cancels
 what is left (APScheduler's asyncio executor would cancel them at once).
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +38,29 @@ from fotawatch.poller import PollOutcome, Target
 __all__ = ["PollScheduler", "SchedulePolicy"]
 
 log = structlog.get_logger("fotawatch.scheduler")
+
+
+class GridIntervalTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """An IntervalTrigger whose jitter does not accumulate.
+
+    APScheduler 3 computes the next run from the previous *jittered* run, so with jitter J the
+    mean period becomes interval + J/2 (at 60 s with 60 s jitter: 75 s, and gaps up to 120 s).
+    Here the previous run is first snapped back to its slot on the grid start + k * interval
+    (jitter is kept below the interval, so the slot is unambiguous): runs stay on the grid, each
+    shifted by a fresh jitter.
+    """
+
+    def get_next_fire_time(
+        self, previous_fire_time: dt.datetime | None, now: dt.datetime
+    ) -> dt.datetime | None:
+        if previous_fire_time is not None:
+            start = self.start_date.timestamp()
+            slot = math.floor((previous_fire_time.timestamp() - start) / self.interval_length)
+            previous_fire_time = dt.datetime.fromtimestamp(
+                start + max(slot, 0) * self.interval_length, tz=self.timezone
+            )
+        next_fire: dt.datetime | None = super().get_next_fire_time(previous_fire_time, now)
+        return next_fire
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,7 +96,9 @@ class PollScheduler:
         self._emit = emit
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._jobs: dict[CampaignKey, _Job] = {}
+        self._periodic: dict[str, Callable[[], Awaitable[object]]] = {}
         self._in_flight: set[asyncio.Task[object]] = set()
+        self._stopping = False
         self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
 
     @property
@@ -116,7 +146,7 @@ class PollScheduler:
 
     def _trigger(self, interval: float) -> IntervalTrigger:
         jitter = min(self.policy.jitter, interval / 2) or None
-        return IntervalTrigger(seconds=interval, jitter=jitter, timezone=dt.UTC)
+        return GridIntervalTrigger(seconds=interval, jitter=jitter, timezone=dt.UTC)
 
     def _grace(self, interval: float) -> int:
         return max(1, round(self.policy.misfire_grace or interval))
@@ -130,6 +160,59 @@ class PollScheduler:
         if self._scheduler.get_job(str(key)) is not None:
             self._scheduler.remove_job(str(key))
 
+    def every(
+        self,
+        job_id: str,
+        run: Callable[[], Awaitable[object]],
+        interval: float,
+        *,
+        first_run: dt.datetime | None = None,
+    ) -> None:
+        """Run ``run`` every ``interval`` s under the id ``job_id`` (replacing a job of that id).
+
+        The first run is at ``first_run``, else within the jitter from now. ``job_id`` must not
+        look like a campaign key (``account/id``): use a prefix such as ``devices:``.
+        """
+        self._periodic[job_id] = run
+        first = first_run or dt.datetime.now(dt.UTC) + dt.timedelta(
+            seconds=self._rng.uniform(0, min(self.policy.jitter, interval))
+        )
+        self._scheduler.add_job(
+            self._run_periodic,
+            self._trigger(interval),
+            args=[job_id],
+            id=job_id,
+            name=job_id,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=self._grace(interval),
+            next_run_time=first,
+            replace_existing=True,
+        )
+
+    def cancel(self, job_id: str) -> None:
+        """Remove a job added with ``every``; a run in progress finishes."""
+        if self._periodic.pop(job_id, None) is not None and self._scheduler.get_job(job_id):
+            self._scheduler.remove_job(job_id)
+
+    def scheduled(self, job_id: str) -> bool:
+        """True while a job added with ``every`` exists."""
+        return job_id in self._periodic
+
+    async def _run_periodic(self, job_id: str) -> None:
+        run = self._periodic.get(job_id)
+        if run is None:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
+        try:
+            await run()
+        except Exception:
+            log.exception("job_crashed", job=job_id)  # a bug, not an API problem
+        finally:
+            self._in_flight.discard(task)
+
     async def _run(self, key: CampaignKey) -> None:
         job = self._jobs.get(key)
         if job is None:
@@ -141,6 +224,11 @@ class PollScheduler:
             outcome = await self._poll(job.target)
             if key in self._jobs:
                 self._after(key, job, outcome)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            # Shutdown cancelled a poll still waiting for its turn: nothing happened, nothing to
+            # report (APScheduler would log each one as a job failure with a traceback).
         except Exception:
             log.exception("poll_crashed", campaign=str(key))  # a bug, not an API problem
         finally:
@@ -173,6 +261,7 @@ class PollScheduler:
         if not self._scheduler.running:
             return
         self._scheduler.pause()
+        self._stopping = True
         pending = set(self._in_flight)
         if pending:
             log.info("waiting_for_polls", count=len(pending), deadline=deadline)

@@ -1,0 +1,29 @@
+"""Scheduling details that APScheduler 3 gets wrong on its own."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fotawatch.scheduler import GridIntervalTrigger
+
+START = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
+
+
+def test_jitter_does_not_accumulate() -> None:
+    """1,000 runs at 60 s with 30 s jitter stay on the grid: the mean period is 60 s, not 75."""
+    trigger = GridIntervalTrigger(seconds=60, jitter=30, start_date=START, timezone=dt.UTC)
+    runs = [START]
+    for _ in range(1000):
+        runs.append(trigger.get_next_fire_time(runs[-1], runs[-1]))
+    for k, run in enumerate(runs[1:], start=1):
+        offset = (run - START).total_seconds() - 60 * k
+        assert 0 <= offset <= 30, (k, offset)
+    mean = (runs[-1] - runs[0]).total_seconds() / 1000
+    assert 59.9 < mean < 60.1
+
+
+def test_first_run_without_previous_is_the_next_grid_point() -> None:
+    """Without a previous run the trigger behaves like IntervalTrigger (plus jitter)."""
+    trigger = GridIntervalTrigger(seconds=10, jitter=None, start_date=START, timezone=dt.UTC)
+    now = START + dt.timedelta(seconds=25)
+    assert START + dt.timedelta(seconds=30) == trigger.get_next_fire_time(None, now)
