@@ -40,6 +40,7 @@ from fotawatch.thingspace.auth import Credentials, ThingSpaceAuth
 from fotawatch.thingspace.client import RetryPolicy, ThingSpaceClient
 from fotawatch.thingspace.limiter import RateLimiter
 from fotawatch.thingspace.transport import Transport
+from fotawatch.web import CampaignSource, store_history
 from fotawatch.webconfig import load_web_config, ssl_context
 
 __all__ = ["Daemon", "build_client", "settings_secrets", "targets_of"]
@@ -209,7 +210,15 @@ class Daemon:
             self.scheduler.sync(targets)
             self.scheduler.start()
             stack.push_async_callback(self.scheduler.shutdown, SHUTDOWN_DEADLINE)
-            app = make_app(registry=self.registry, status=self.state, web_config=web_config)
+            campaigns = CampaignSource(
+                views=self.state.views, polling=self.state.polling, history=store_history(store)
+            )
+            app = make_app(
+                registry=self.registry,
+                status=self.state,
+                web_config=web_config,
+                campaigns=campaigns,
+            )
             tls = ssl_context(web_config) if web_config else None
             self.server = await start(app, metrics_settings.host, metrics_settings.port, tls)
             stack.push_async_callback(self.server.close)

@@ -1,5 +1,9 @@
 """Command line: run | check-config | test-alert | status | history | simulate | demo.
 
+``status --url http://HOST:PORT`` reads a running daemon's ``/api/v1/campaigns`` instead of
+polling ThingSpace (same table, same ``--json`` rows); ``--user`` with the password in
+``$FOTAWATCH_PASSWORD`` when the daemon asks for basic auth, ``--cacert`` for its TLS CA.
+
 Exit codes: 0 success, 78 (EX_CONFIG) for a bad config, 1 for anything else. A bad config is
 reported as one line on stderr naming the key, never with a traceback.
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +24,7 @@ from fotawatch import __version__
 __all__ = ["EX_CONFIG", "main"]
 
 EX_CONFIG = 78
+PASSWORD_ENV = "FOTAWATCH_PASSWORD"  # noqa: S105 - the variable's name, not a password
 DEFAULT_CONFIG = Path("/etc/fotawatch/fotawatch.yaml")
 
 
@@ -39,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     with_config("test-alert", "send a test message to every configured alert sink")
     status = with_config("status", "poll each configured campaign once and print a table")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.add_argument(
+        "--url",
+        help="read a running daemon (http[s]://HOST:PORT) instead of polling ThingSpace",
+    )
+    status.add_argument(
+        "--user", help=f"basic-auth user for --url; the password is read from ${PASSWORD_ENV}"
+    )
+    status.add_argument("--cacert", type=Path, help="CA file to verify an https --url")
     history = with_config("history", "print the recorded transitions of a campaign")
     history.add_argument("campaign_id")
     history.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -70,7 +84,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "run": lambda a: _run(a.config),
         "check-config": lambda a: _check_config(a.config),
         "test-alert": lambda a: asyncio.run(_test_alert(a.config)),
-        "status": lambda a: asyncio.run(_status(a.config, as_json=a.json)),
+        "status": lambda a: asyncio.run(_status(a)),
         "history": lambda a: asyncio.run(_history(a.config, a.campaign_id, as_json=a.json)),
         "simulate": _simulate,
         "demo": _demo,
@@ -124,12 +138,27 @@ def _check_config(config: Path) -> int:
     return 0
 
 
-async def _status(config: Path, *, as_json: bool) -> int:
+async def _status(args: argparse.Namespace) -> int:
     from fotawatch.status import poll_once, render_table  # noqa: PLC0415
 
-    rows = await poll_once(_load(config))
-    print(json.dumps(rows, indent=2) if as_json else render_table(rows))  # noqa: T201
+    rows = await (_status_from_daemon(args) if args.url else poll_once(_load(args.config)))
+    if rows is None:
+        return 1
+    print(json.dumps(rows, indent=2) if args.json else render_table(rows))  # noqa: T201
     return 0 if all(r["error"] is None for r in rows) else 1
+
+
+async def _status_from_daemon(args: argparse.Namespace) -> list[dict[str, Any]] | None:
+    """The rows of a running daemon; None (after one line on stderr) when it cannot be read."""
+    from fotawatch.errors import FotawatchError  # noqa: PLC0415
+    from fotawatch.status import read_daemon  # noqa: PLC0415
+
+    password = os.environ.get(PASSWORD_ENV, "")
+    try:
+        return await read_daemon(args.url, user=args.user, password=password, cafile=args.cacert)
+    except FotawatchError as err:
+        print(f"fotawatch: {err}", file=sys.stderr)  # noqa: T201
+        return None
 
 
 async def _history(config: Path, campaign_id: str, *, as_json: bool) -> int:

@@ -7,7 +7,10 @@
 - ``/healthz``: 200 ``ok`` while the loop and the scheduler run, else 503 and the reason.
 - ``/readyz``: 200 ``ready`` once every campaign was polled (or failed) since start and logins
   are allowed, else 503 and the reason. Both come from a ``ServerStatus``.
-- ``/``: a small HTML page with the version, the campaign count and links.
+- ``/``: the status page when ``make_app`` is given a ``CampaignSource`` (with
+  ``/campaigns/{id}``, ``/api/v1/campaigns[/{id}]`` and ``/assets/``: see ``fotawatch.web``),
+  else a small HTML page with the version, the campaign count and links. Either links to
+  /metrics, /healthz and /readyz.
 
 Errors: an unknown path is a plain-text 404; an exception in a handler is logged and answered
 with a fixed 500 body. No traceback or exception text is ever served.
@@ -34,6 +37,7 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client.registry import Collector
 
 from fotawatch.metrics import exposition
+from fotawatch.web import CampaignSource, add_routes
 from fotawatch.webconfig import WebConfig, auth_middleware
 
 __all__ = ["Server", "ServerStatus", "make_app", "start"]
@@ -158,16 +162,24 @@ class _Endpoints:
 
 
 def make_app(
-    *, registry: Collector, status: ServerStatus, web_config: WebConfig | None
+    *,
+    registry: Collector,
+    status: ServerStatus,
+    web_config: WebConfig | None,
+    campaigns: CampaignSource | None = None,
 ) -> web.Application:
-    """The aiohttp application; ``web_config`` adds basic auth and headers to every path."""
+    """The aiohttp application; ``web_config`` adds basic auth and headers to every path;
+    ``campaigns`` adds the status pages and the JSON API."""
     middlewares: list[Middleware] = [auth_middleware(web_config)] if web_config else []
     app = web.Application(client_max_size=MAX_BODY, middlewares=[*middlewares, _errors])
     endpoints = _Endpoints(registry, status)
     app.router.add_get("/metrics", endpoints.metrics)
     app.router.add_get("/healthz", endpoints.healthz)
     app.router.add_get("/readyz", endpoints.readyz)
-    app.router.add_get("/", endpoints.index)
+    if campaigns is None:
+        app.router.add_get("/", endpoints.index)
+    else:
+        add_routes(app, campaigns, version=status.version)
     return app
 
 

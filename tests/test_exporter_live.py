@@ -111,6 +111,11 @@ async def test_readyz_waits_for_the_first_poll_of_every_campaign(tmp_path: Path)
             assert (await _get(f"{base}/healthz"))[0] == 200
             await wait_for(lambda: d.state.ready()[0], timeout=15, what="ready")
             assert (await _get(f"{base}/readyz"))[0] == 200
+            # The daemon's own port serves the status page and the JSON API too.
+            status, body = await _get(f"{base}/api/v1/campaigns")
+            assert (200, len(IDS)) == (status, body.count('"account"'))
+            status, page = await _get(f"{base}/")
+            assert (200, True) == (status, "<table" in page)
 
 
 async def test_removed_campaign_series_vanish_after_sighup(tmp_path: Path) -> None:
