@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from fotawatch.thingspace.limiter import RateLimiter
+from fotawatch.thingspace.limiter import MARGIN, RateLimiter
 
 
 class FakeTime:
@@ -50,14 +50,15 @@ async def test_never_exceeds_rate_and_reaches_it_under_load(rate: float) -> None
 
 
 async def test_fractional_rate_spaces_requests() -> None:
-    """0.5/s means one request every 2 s."""
+    """0.5/s means one request every 2 s (plus the margin)."""
     t = FakeTime()
     limiter = RateLimiter(0.5, clock=t.clock, sleep=t.sleep)
     starts = []
     for _ in range(4):
         await limiter.acquire()
         starts.append(t.now)
-    assert [b - a for a, b in itertools.pairwise(starts)] == [2.0, 2.0, 2.0]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(g == pytest.approx(2 / (1 - MARGIN)) for g in gaps)
 
 
 async def test_hold_pauses_everyone() -> None:
@@ -74,3 +75,15 @@ def test_rate_must_be_positive() -> None:
     """A zero rate is a programming error."""
     with pytest.raises(ValueError, match="positive"):
         RateLimiter(0)
+
+
+async def test_starts_are_evenly_spaced_not_bursts() -> None:
+    """Under load consecutive starts are one spacing apart: no second's quota in one burst."""
+    t = FakeTime()
+    limiter = RateLimiter(50, clock=t.clock, sleep=t.sleep)
+    starts = []
+    for _ in range(20):
+        await limiter.acquire()
+        starts.append(t.now)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) == pytest.approx(1 / (50 * (1 - MARGIN)))

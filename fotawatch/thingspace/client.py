@@ -16,6 +16,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Final, Literal
 from urllib.parse import quote
 
 from fotawatch.errors import (
@@ -30,9 +31,15 @@ from fotawatch.thingspace import wire
 from fotawatch.thingspace.auth import ThingSpaceAuth
 from fotawatch.thingspace.transport import Transport
 
-__all__ = ["RetryPolicy", "ThingSpaceClient"]
+__all__ = ["HISTORY_PATHS", "HistoryPath", "RetryPolicy", "ThingSpaceClient"]
 
 _FOTA = "/api/fota/v3"
+HistoryPath = Literal["docs", "sdk"]
+# The campaigns-by-status report lives at one of two paths (reference §7 item 4).
+HISTORY_PATHS: Final[dict[HistoryPath, str]] = {
+    "docs": "/reports/{account}/campaigns",
+    "sdk": "/reports/{account}/firmware/campaigns",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +80,31 @@ class ThingSpaceClient:
         path = f"{_FOTA}/campaigns/{quote(account, safe='')}/{quote(campaign_id, safe='')}"
         body = await self._request("GET", path)
         return wire.parse_campaign(body, account=account, campaign_id=campaign_id)
+
+    async def get_device_page(
+        self, account: str, campaign_id: str, last_seen_device_id: str = "0"
+    ) -> wire.DevicePage:
+        """``GET /reports/{acc}/campaigns/{id}/devices?lastSeenDeviceId=``: one page, parsed."""
+        path = (
+            f"{_FOTA}/reports/{quote(account, safe='')}/campaigns/"
+            f"{quote(campaign_id, safe='')}/devices"
+        )
+        body = await self._request("GET", path, {"lastSeenDeviceId": last_seen_device_id})
+        return wire.parse_device_page(body)
+
+    async def get_campaign_history(
+        self,
+        account: str,
+        status: str,
+        last_seen_campaign_id: str = "0",
+        *,
+        variant: HistoryPath = "docs",
+    ) -> wire.CampaignHistoryPage:
+        """One page of the account's campaigns in ``status``, from the ``variant`` path."""
+        path = _FOTA + HISTORY_PATHS[variant].format(account=quote(account, safe=""))
+        params = {"campaignStatus": status, "lastSeenCampaignId": last_seen_campaign_id}
+        body = await self._request("GET", path, params)
+        return wire.parse_campaign_history(body, account=account)
 
     async def _request(
         self, method: str, path: str, params: Mapping[str, str] | None = None

@@ -77,7 +77,8 @@ class Transport:
                 ) as resp:
                     body = await _read_capped(resp)
                     status = resp.status
-                    resp_headers = dict(resp.headers)
+                    # Headers matter only for errors (Retry-After): copy them only then.
+                    resp_headers = dict(resp.headers) if status >= 300 else {}
             except TimeoutError as err:
                 raise TransportError(f"{method} {_route(path)}: timed out", timeout=True) from err
             except aiohttp.ClientError as err:
@@ -90,6 +91,9 @@ class Transport:
 
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+    length = resp.content_length
+    if length is not None and length <= MAX_BODY_BYTES:
+        return await resp.read()  # the common case: one read, no chunk list
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(64 * 1024):
