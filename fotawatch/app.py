@@ -201,15 +201,6 @@ class Daemon:
             self.metrics.sync(t.key for t in targets)
             self.metrics.add_sinks(self.alerts.sinks)
             self.metrics.set_queue_depths(self.alerts.depths)
-            await self.poller.load(targets)
-            stack.push_async_callback(self.poller.close)  # runs after the scheduler stopped
-            self.alerts.prime(self.poller.views.values())  # re-arm conditions from the store
-            # Entered before the scheduler, so unwound after it: alerts of the last polls go out.
-            await stack.enter_async_context(self.alerts)
-            self.scheduler = PollScheduler(self._poll, _policy(self.settings), self.hub.emit)
-            self.scheduler.sync(targets)
-            self.scheduler.start()
-            stack.push_async_callback(self.scheduler.shutdown, SHUTDOWN_DEADLINE)
             campaigns = CampaignSource(
                 views=self.state.views, polling=self.state.polling, history=store_history(store)
             )
@@ -228,8 +219,20 @@ class Daemon:
             self._session = session
             self._install_signals()
             stack.callback(self._remove_signals)
+            # READY as systemd means it: config loaded, store open, HTTP bound. Loading the
+            # baseline and scheduling thousands of jobs follows; /readyz says when polling is up.
+            self.notifier.ready(status=f"starting {len(targets)} campaigns")
+            await self.poller.load(targets)
+            stack.push_async_callback(self.poller.close)  # runs after the scheduler stopped
+            self.alerts.prime(self.poller.views.values())  # re-arm conditions from the store
+            # Entered before the scheduler, so unwound after it: alerts of the last polls go out.
+            await stack.enter_async_context(self.alerts)
+            self.scheduler = PollScheduler(self._poll, _policy(self.settings), self.hub.emit)
+            self.scheduler.sync(targets)
+            self.scheduler.start()
+            stack.push_async_callback(self.scheduler.shutdown, SHUTDOWN_DEADLINE)
             self._start_watchdog(stack)
-            self.notifier.ready(status=f"watching {len(targets)} campaigns")
+            self.notifier.status(f"watching {len(targets)} campaigns")
             log.info(
                 "fotawatch_started",
                 version=__version__,
@@ -237,6 +240,9 @@ class Daemon:
                 state_path=str(self.settings.state_path),
             )
             self.started.set()
+            if self._reload_pending:  # a SIGHUP that arrived while starting
+                self._reload_pending = False
+                self.request_reload()
             await self._stop.wait()
             self.notifier.stopping()
             log.info("fotawatch_stopping")
@@ -290,7 +296,7 @@ class Daemon:
 
     def request_reload(self) -> None:
         """SIGHUP: reload soon; reloads requested during a reload collapse into one more."""
-        if self._reload_lock.locked():
+        if self._reload_lock.locked() or not self.started.is_set():
             self._reload_pending = True
             return
         task = asyncio.get_running_loop().create_task(self.reload())
@@ -321,10 +327,12 @@ class Daemon:
             return False
         old, self.settings = self.settings, new
         self.redactor.add(*settings_secrets(new))
+        old_auth = self.poller.client.auth
         if new.thingspace != old.thingspace:
             self.poller.client = build_client(new, self._session, self.hub.emit)
-        else:
-            self.poller.client.auth.reset()
+        # Closing the old circuit says so (log, metric, the condition's "resolved" message)
+        # when the fix was new credentials, which come with a new client.
+        old_auth.reset()
         for key in ("state_path", "metrics", "alerts"):
             if getattr(new, key) != getattr(old, key):
                 log.warning("config_change_needs_restart", key=key)

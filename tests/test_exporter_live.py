@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import running_prometheus
-from support import ACCOUNT, campaign, daemon_process, wait_for, write_config
+from support import ACCOUNT, campaign, daemon_process, stored_status, wait_for, write_config
 from tools import require_tool
 
 from fotawatch.app import Daemon
@@ -184,6 +184,7 @@ async def test_webhook_url_never_in_metrics_or_logs(tmp_path: Path) -> None:
         async with daemon_process(config) as d:
             await d.wait_event("http_listening")
             port = d.events("http_listening")[0]["port"]
+            await wait_for(lambda: stored_status(tmp_path / "state.db", cid), what="baseline")
             sim.set_status(ACCOUNT, cid, "CampaignEnded")
             await slack.wait_for_posts(1, timeout=15, delivered=True)
             _, text = await _get(f"http://127.0.0.1:{port}/metrics")
