@@ -25,6 +25,9 @@ from prometheus_client import CollectorRegistry
 from fotawatch import __version__
 from fotawatch.alerts.service import AlertService
 from fotawatch.config import Settings, load_settings
+from fotawatch.device_poller import DevicePoller
+from fotawatch.device_watch import DeviceWatch, device_intervals
+from fotawatch.discovery import Discovery, merge_targets
 from fotawatch.errors import ConfigError
 from fotawatch.events import Event, EventHub, Subscriber
 from fotawatch.health import DaemonState
@@ -149,6 +152,9 @@ class Daemon:
         self._tasks: set[asyncio.Task[bool]] = set()
         self.poller: Poller | None = None
         self.alerts: AlertService | None = None
+        self.devices: DevicePoller | None = None
+        self.device_watch: DeviceWatch | None = None
+        self.discovery: Discovery | None = None
         self.state = DaemonState(self)
         self.registry = CollectorRegistry()
         self.metrics = Metrics(
@@ -197,7 +203,7 @@ class Daemon:
                 api_health=ApiHealth(_api_down_after(self.settings), self.hub.emit),
                 outbox_for=self.alerts.outbox_for,
             )
-            targets = targets_of(self.settings)
+            targets, devices = await self._start_progress(store)
             self.metrics.sync(t.key for t in targets)
             self.metrics.add_sinks(self.alerts.sinks)
             self.metrics.set_queue_depths(self.alerts.depths)
@@ -224,11 +230,12 @@ class Daemon:
             self.notifier.ready(status=f"starting {len(targets)} campaigns")
             await self.poller.load(targets)
             stack.push_async_callback(self.poller.close)  # runs after the scheduler stopped
-            self.alerts.prime(self.poller.views.values())  # re-arm conditions from the store
+            # re-arm conditions (the failure rate too) from the store
+            self.alerts.prime(self.poller.views.values(), devices.latest)
             # Entered before the scheduler, so unwound after it: alerts of the last polls go out.
             await stack.enter_async_context(self.alerts)
             self.scheduler = PollScheduler(self._poll, _policy(self.settings), self.hub.emit)
-            self.scheduler.sync(targets)
+            self._schedule(targets)
             self.scheduler.start()
             stack.push_async_callback(self.scheduler.shutdown, SHUTDOWN_DEADLINE)
             self._start_watchdog(stack)
@@ -262,6 +269,75 @@ class Daemon:
             run_watchdog(self.notifier, interval, health=lambda: scheduler.running)
         )
         stack.callback(task.cancel)
+
+    async def _start_progress(self, store: SqliteStore) -> tuple[list[Target], DevicePoller]:
+        """Device progress and discovery (issue 8): the configured + discovered targets."""
+        assert self.settings is not None
+        assert self.alerts is not None
+        self.devices = DevicePoller(self._client, store, self.hub.emit,
+                                    outbox_for=self.alerts.progress_outbox)  # fmt: skip
+        await self.devices.load()
+        self.alerts.progress_of = self.devices.counts
+        self.metrics.set_devices(self.devices.snapshots)
+        self.discovery = Discovery(
+            self._client, store, self.hub.emit, accounts=self.settings.accounts,
+            interval=self.settings.polling.interval_seconds,
+            configured=self.settings.campaign_keys(), outbox_for=self.alerts.notice_outbox,
+        )  # fmt: skip
+        targets = merge_targets(targets_of(self.settings), await self.discovery.load())
+        self.devices.sync([t.key for t in targets])  # stored counts of other campaigns: not shown
+        return targets, self.devices
+
+    def _schedule(self, targets: list[Target]) -> None:
+        """Poll jobs for ``targets``; device-poll jobs follow the campaigns' statuses (hub
+        events); discovery runs on its interval."""
+        assert self.settings is not None
+        assert self.devices is not None
+        assert self.scheduler is not None
+        polling = self.settings.polling
+        self.device_watch = DeviceWatch(
+            self.devices, self.scheduler, interval=polling.devices_interval_seconds,
+            intervals=device_intervals(self.settings), jitter=polling.jitter_seconds,
+        )  # fmt: skip
+        self.hub.subscribe(self.device_watch.on_event)
+        self.device_watch.sync(targets)
+        self.scheduler.sync(targets)
+        self._schedule_discovery()
+
+    def _client(self) -> ThingSpaceClient:
+        """The current client (a reload may replace it): for device polls and discovery."""
+        assert self.poller is not None
+        return self.poller.client
+
+    def _schedule_discovery(self) -> None:
+        assert self.settings is not None
+        assert self.scheduler is not None
+        assert self.discovery is not None
+        if self.discovery.rules:
+            interval = self.settings.polling.discovery_interval_seconds
+            self.scheduler.every("discovery", self._discover, interval)
+        else:
+            self.scheduler.cancel("discovery")
+
+    async def _discover(self) -> None:
+        """The discovery job: list the accounts, then watch exactly configured + discovered."""
+        assert self.discovery is not None
+        discovered = await self.discovery.run_once()
+        assert self.settings is not None
+        self._apply_targets(merge_targets(targets_of(self.settings), discovered))
+
+    def _apply_targets(self, targets: list[Target]) -> None:
+        assert self.poller is not None
+        assert self.scheduler is not None
+        assert self.device_watch is not None
+        keys = {t.key for t in targets}
+        self.metrics.sync(keys)
+        if self.alerts is not None:
+            for gone in set(self.poller.views) - keys:
+                self.alerts.tracker.forget(gone)
+        self.poller.sync(targets)
+        self.scheduler.sync(targets)
+        self.device_watch.sync(targets)
 
     async def _poll(self, target: Target) -> PollOutcome:
         assert self.poller is not None
@@ -336,14 +412,17 @@ class Daemon:
         for key in ("state_path", "metrics", "alerts"):
             if getattr(new, key) != getattr(old, key):
                 log.warning("config_change_needs_restart", key=key)
-        targets = targets_of(new)
-        self.metrics.sync(t.key for t in targets)
-        if self.alerts is not None:
-            for gone in set(self.poller.views) - {t.key for t in targets}:
-                self.alerts.tracker.forget(gone)
+        assert self.discovery is not None
+        assert self.device_watch is not None
+        self.discovery.configure(accounts=new.accounts, interval=new.polling.interval_seconds,
+                                 configured=new.campaign_keys())  # fmt: skip
+        self.device_watch.configure(interval=new.polling.devices_interval_seconds,
+                                    intervals=device_intervals(new),
+                                    jitter=new.polling.jitter_seconds)  # fmt: skip
+        targets = merge_targets(targets_of(new), self.discovery.targets())
         self.scheduler.policy = _policy(new)
-        self.poller.sync(targets)
-        self.scheduler.sync(targets)
+        self._apply_targets(targets)
+        self._schedule_discovery()
         self.reload_ok, self.reload_ok_at = True, dt.datetime.now(dt.UTC)
         log.info("config_reloaded", campaigns=len(targets))
         return True

@@ -13,6 +13,7 @@ FotawatchError
  |    |    +-- LoginRejectedError     the credentials themselves were refused
  |    |    +-- LoginCircuitOpenError  logins suspended to protect the account from lock-out
  |    +-- InvalidResponseError   body is not what the API documents
+ |         +-- PagingError            a report's paging cursor repeats or does not advance
  +-- DeliveryError               an alert sink could not deliver (issue 4)
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidResponseError",
     "LoginCircuitOpenError",
     "LoginRejectedError",
+    "PagingError",
     "RateLimitedError",
     "ServerError",
     "StoreError",
@@ -128,6 +130,12 @@ class InvalidResponseError(ApiError):
     """The response could not be understood (not JSON, truncated, wrong shape)."""
 
     result = "invalid_response"
+
+
+class PagingError(InvalidResponseError):
+    """A paged report's cursor repeated, went backwards or never ended: the round is abandoned."""
+
+    result = "bad_cursor"
 
 
 class DeliveryError(FotawatchError):

@@ -16,6 +16,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fotawatch.devices import DeviceCounts
 from fotawatch.model import Campaign, CampaignKey, Transition
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "CampaignHealthChanged",
     "CampaignMissing",
     "CampaignPolled",
+    "CampaignsDiscovered",
+    "DevicesPolled",
     "Event",
     "EventHub",
     "LoginCircuitChanged",
@@ -106,6 +109,33 @@ class PollingStopped:
     status: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DevicesPolled:
+    """A device-report poll finished; ``counts`` is set when it succeeded (then it is durable).
+
+    ``result`` is ``ok``, an ``ApiError.result`` label or ``bad_cursor``; ``notified`` says that
+    outbox rows (milestones) were committed with the counts.
+    """
+
+    key: CampaignKey
+    result: str
+    duration: float
+    at: dt.datetime
+    counts: DeviceCounts | None = None
+    changed: int = 0
+    notified: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CampaignsDiscovered:
+    """Discovery of one account finished and started watching ``added`` (maybe none)."""
+
+    account: str
+    added: tuple[CampaignKey, ...]
+    at: dt.datetime
+    notified: bool = False
+
+
 Event = (
     CampaignPolled
     | TransitionObserved
@@ -115,6 +145,8 @@ Event = (
     | AuthRequest
     | LoginCircuitChanged
     | PollingStopped
+    | DevicesPolled
+    | CampaignsDiscovered
 )
 Subscriber = Callable[[Event], None]
 

@@ -21,6 +21,11 @@ The campaign families stay ordinary collector output for every other reader: the
 (``campaign_samples``) are built from the same series when first read. Tests check that both
 renderings parse to the same samples and that the campaign lines are byte-identical.
 
+Device progress (``fotawatch_campaign_devices``) comes the same way from the device poller's newest
+counts (``DeviceCollector``, set with ``Metrics.set_devices``): every known device status with its
+count (0 when none), plus any other status ThingSpace reported (label-capped in
+``fotawatch.devices``), rendered once per counts object and cached on its identity.
+
 Missing descriptive values are exported as ``""`` on ``fotawatch_campaign_info`` (Prometheus
 treats an empty label as an absent one), so the label set is always the same.
 """
@@ -41,30 +46,35 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from fotawatch.events import AuthRequest, CampaignPolled, Event, TransitionObserved
+from fotawatch.devices import KNOWN_DEVICE_STATUSES, DeviceCounts
+from fotawatch.events import AuthRequest, CampaignPolled, DevicesPolled, Event, TransitionObserved
 from fotawatch.model import KNOWN_STATUSES, CampaignKey
 from fotawatch.poller import CampaignView
 
 __all__ = [
     "AUTH_KINDS",
     "AUTH_RESULTS",
+    "DEVICE_POLL_RESULTS",
     "NOTIFICATION_RESULTS",
     "POLL_RESULTS",
     "CampaignCollector",
     "DaemonCollector",
     "DaemonStatus",
+    "DeviceCollector",
     "Metrics",
     "QueueDepthCollector",
     "TransitionCounts",
     "campaign_samples",
     "campaign_series",
     "campaign_text",
+    "device_series",
     "exposition",
 ]
 
 # fmt: off
 POLL_RESULTS = ("ok", "timeout", "connection_error", "http_4xx", "http_5xx", "rate_limited",
                 "auth_error", "invalid_response")
+DEVICE_POLL_RESULTS = (*POLL_RESULTS, "bad_cursor")
 AUTH_KINDS = ("oauth", "session")
 AUTH_RESULTS = ("ok", "rejected", "error")
 NOTIFICATION_RESULTS = ("delivered", "retried", "failed", "dropped")
@@ -91,6 +101,9 @@ _HELP = {
         "1 while the campaign is polled; 0 once its final status is confirmed.",
     "fotawatch_campaign_transitions": "Status transitions observed; from_status is empty for"
         " the first sight of a campaign in a failure status.",
+    "fotawatch_campaign_devices": "Devices of the campaign per device status in the ThingSpace"
+        " device report; every known status is exported, 0 when no device has it." + _LAST_POLL,
+    "fotawatch_device_polls": "Device-report polls (every page of one campaign) by outcome.",
     "fotawatch_polls": "Campaign polls by outcome.",
     "fotawatch_poll_duration_seconds": "Duration of one campaign poll, retries included.",
     "fotawatch_auth_requests": "ThingSpace token and session requests by outcome.",
@@ -337,6 +350,85 @@ class _CampaignFamily(Metric):
         out.extend(map(itemgetter(self._index), self._snapshot.texts))
 
 
+# ---------------------------------------------------------------- device progress
+
+_DEVICES = _Family("fotawatch_campaign_devices")
+_KNOWN_DEVICES = frozenset(KNOWN_DEVICE_STATUSES)
+
+
+def device_series(counts: DeviceCounts) -> list[Series]:
+    """The ``fotawatch_campaign_devices`` series of one campaign (labels besides its identity)."""
+    out: list[Series] = [((("device_status", s),), float(counts.count(s)))
+                         for s in KNOWN_DEVICE_STATUSES]  # fmt: skip
+    out += [((("device_status", s[:STATUS_LABEL_MAX]),), float(n))
+            for s, n in counts.counts if s not in _KNOWN_DEVICES]  # fmt: skip
+    return out
+
+
+def _ident_text(key: CampaignKey) -> str:
+    return f'account="{_escape(key.account)}",campaign_id="{_escape(key.campaign_id)}"'
+
+
+@dataclass(frozen=True, slots=True)
+class _DeviceText:
+    """One campaign's device counts (compared by identity) and their exposition lines."""
+
+    counts: DeviceCounts
+    text: bytes
+
+    @classmethod
+    def of(cls, counts: DeviceCounts) -> _DeviceText:
+        text = _chunk(_DEVICES, _ident_text(counts.key), device_series(counts))
+        return cls(counts, text.encode())
+
+    def samples(self) -> list[Sample]:
+        ident = {"account": self.counts.key.account, "campaign_id": self.counts.key.campaign_id}
+        return [Sample(_DEVICES.name, {**ident, **dict(labels)}, value)
+                for labels, value in device_series(self.counts)]  # fmt: skip
+
+
+class _DevicesFamily(Metric):
+    """``fotawatch_campaign_devices`` of one scrape: cached text, samples built if asked."""
+
+    def __init__(self, rendered: Sequence[_DeviceText], headers: tuple[bytes, bytes]) -> None:
+        self._rendered, self._headers = rendered, headers
+        super().__init__(_DEVICES.name, _DEVICES.help, _DEVICES.type)
+        self._explicit: list[Sample] | None = None
+
+    @property
+    def samples(self) -> list[Sample]:
+        if self._explicit is None:
+            self._explicit = [sample for r in self._rendered for sample in r.samples()]
+        return self._explicit
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        self._explicit = value
+
+    def write(self, out: list[bytes], *, openmetrics: bool) -> None:
+        out.append(self._headers[openmetrics])
+        out.extend(r.text for r in self._rendered)
+
+
+class DeviceCollector:
+    """``fotawatch_campaign_devices`` from ``source`` at scrape time (no I/O)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[DeviceCounts]] = tuple
+        self._cache: dict[int, _DeviceText] = {}  # by id(counts); the entry holds the counts
+        self._headers = _headers(_DEVICES)
+
+    def describe(self) -> list[Metric]:
+        return [Metric(_DEVICES.name, _DEVICES.help, _DEVICES.type)]
+
+    def collect(self) -> list[Metric]:
+        old, cache = self._cache, {}
+        for counts in self.source():
+            cache[id(counts)] = old.get(id(counts)) or _DeviceText.of(counts)
+        self._cache = cache
+        return [_DevicesFamily(list(cache.values()), self._headers)]
+
+
 class TransitionCounts:
     """Per-campaign transition counters; each campaign's counts are replaced, never mutated.
     ``version`` changes with every change, so a scrape knows whether to look counts up."""
@@ -412,7 +504,7 @@ def exposition(registry: Collector, *, openmetrics: bool = False) -> bytes:
     fast: list[bytes] = []
     rest: list[Metric] = []
     for family in registry.collect():
-        if isinstance(family, _CampaignFamily):
+        if isinstance(family, _CampaignFamily | _DevicesFamily):
             family.write(fast, openmetrics=openmetrics)
         else:
             rest.append(family)
@@ -489,12 +581,15 @@ class Metrics:
         self.transitions = TransitionCounts()
         self.campaigns = CampaignCollector(views, polling, self.transitions)
         self.queues = QueueDepthCollector()
-        for collector in (self.campaigns, DaemonCollector(status), self.queues):
+        self.devices = DeviceCollector()
+        for collector in (self.campaigns, DaemonCollector(status), self.queues, self.devices):
             registry.register(collector)
         self._accounts: set[str] = set()
         # fmt: off
         self.polls = Counter("fotawatch_polls", _HELP["fotawatch_polls"], ["account", "result"],
                              registry=registry)
+        self.device_polls = Counter("fotawatch_device_polls", _HELP["fotawatch_device_polls"],
+                                    ["account", "result"], registry=registry)
         self.poll_duration = Histogram("fotawatch_poll_duration_seconds",
                                        _HELP["fotawatch_poll_duration_seconds"],
                                        buckets=POLL_BUCKETS, registry=registry)
@@ -521,6 +616,8 @@ class Metrics:
             self.transitions.add(t.key, t.from_status or "", t.to_status)
         elif isinstance(event, AuthRequest):
             self.auth_requests.labels(event.kind, event.result).inc()
+        elif isinstance(event, DevicesPolled):
+            self.device_polls.labels(event.key.account, event.result).inc()
 
     def sync(self, keys: Iterable[CampaignKey]) -> None:
         """The configured campaigns (start, reload): pre-initialise, forget the removed ones."""
@@ -530,9 +627,13 @@ class Metrics:
         for account in self._accounts - accounts:
             for result in POLL_RESULTS:
                 self.polls.remove(account, result)
+            for result in DEVICE_POLL_RESULTS:
+                self.device_polls.remove(account, result)
         for account in accounts:
             for result in POLL_RESULTS:
                 self.polls.labels(account, result)
+            for result in DEVICE_POLL_RESULTS:
+                self.device_polls.labels(account, result)
         self._accounts = accounts
 
     def forget(self, keys: Iterable[CampaignKey]) -> None:
@@ -548,6 +649,10 @@ class Metrics:
 
     def set_queue_depths(self, source: Callable[[], Mapping[str, int]]) -> None:
         self.queues.source = source
+
+    def set_devices(self, source: Callable[[], Iterable[DeviceCounts]]) -> None:
+        """Where ``fotawatch_campaign_devices`` reads (``DevicePoller.snapshots``)."""
+        self.devices.source = source
 
     def notification(self, sink: str, result: str, count: int = 1) -> None:
         self.notifications.labels(sink, result).inc(count)

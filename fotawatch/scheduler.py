@@ -56,8 +56,10 @@ class GridIntervalTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler
         if previous_fire_time is not None:
             start = self.start_date.timestamp()
             slot = math.floor((previous_fire_time.timestamp() - start) / self.interval_length)
+            # A first run before the start date (the usual case: start = creation + interval)
+            # is slot -1, so the next run is the start date itself, not one interval after it.
             previous_fire_time = dt.datetime.fromtimestamp(
-                start + max(slot, 0) * self.interval_length, tz=self.timezone
+                start + max(slot, -1) * self.interval_length, tz=self.timezone
             )
         next_fire: dt.datetime | None = super().get_next_fire_time(previous_fire_time, now)
         return next_fire

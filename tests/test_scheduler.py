@@ -27,3 +27,11 @@ def test_first_run_without_previous_is_the_next_grid_point() -> None:
     trigger = GridIntervalTrigger(seconds=10, jitter=None, start_date=START, timezone=dt.UTC)
     now = START + dt.timedelta(seconds=25)
     assert START + dt.timedelta(seconds=30) == trigger.get_next_fire_time(None, now)
+
+
+def test_run_before_the_start_date_is_followed_by_the_start_date() -> None:
+    """A first run scheduled before the trigger's start (creation + interval) does not skip a
+    slot: the next run is the start date, one interval later, not two."""
+    trigger = GridIntervalTrigger(seconds=10, jitter=None, start_date=START, timezone=dt.UTC)
+    early = START - dt.timedelta(seconds=9.5)
+    assert START == trigger.get_next_fire_time(early, early)

@@ -7,17 +7,19 @@ import datetime as dt
 import os
 import sqlite3
 import stat
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fotawatch.devices import DeviceCounts
 from fotawatch.errors import StoreError
 from fotawatch.model import Campaign, CampaignKey, CampaignStatus, Transition, TransitionKind
-from fotawatch.store.base import OutboxMessage, PollRecord
+from fotawatch.store.base import DevicePollRecord, DiscoveredRecord, OutboxMessage, PollRecord
 from fotawatch.store.memory import MemoryStore
-from fotawatch.store.schema import SCHEMA_VERSION
+from fotawatch.store.schema import MIGRATIONS, SCHEMA_VERSION
 from fotawatch.store.sqlite import SqliteStore, open_store
 
 S = CampaignStatus
@@ -454,3 +456,88 @@ async def test_closed_store_raises_store_error(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(StoreError, match="cannot load campaigns"):
         await store.load()
+
+
+# --- device progress and discovery (both backends) -------------------------------------------
+
+
+def counts(minute: float, *pairs: tuple[str, int], status: str = S.SCHEDULED) -> DeviceCounts:
+    total = sum(n for _, n in pairs)
+    return DeviceCounts(key=KEY, polled_at=at(minute), campaign_status=status,
+                        counts=tuple(sorted(pairs)), reported_total=total)  # fmt: skip
+
+
+def device_poll(
+    minute: float, changed: dict[str, str], removed: tuple[str, ...] = (), *, final: bool = False
+) -> DevicePollRecord:
+    pairs = tuple(sorted(Counter(changed.values()).items()))
+    return DevicePollRecord(counts=counts(minute, *pairs), changed=changed, removed=removed,
+                            forget_devices=final)  # fmt: skip
+
+
+async def test_device_poll_keeps_counts_and_each_devices_last_status(store: AnyStore) -> None:
+    """A device poll stores its counts and the changed devices; removed devices go."""
+    await store.record_devices(device_poll(0, {"1": "UpgradePending", "2": "UpgradePending"}),
+                               keep=10)  # fmt: skip
+    await store.record_devices(device_poll(5, {"1": "UpgradeSuccess"}, ("2",)), keep=10)
+    assert {"1": "UpgradeSuccess"} == await store.device_statuses(KEY)
+    assert {KEY: counts(5, ("UpgradeSuccess", 1))} == await store.latest_device_counts()
+    assert [at(0), at(5)] == [c.polled_at for c in await store.device_history(KEY)]
+
+
+async def test_device_history_is_trimmed_per_campaign_and_by_age(store: AnyStore) -> None:
+    """Only the newest ``keep`` counts rows of a campaign stay, and none older than ``since``."""
+    for minute in range(6):
+        await store.record_devices(device_poll(minute, {"1": "UpgradePending"}), keep=3)
+    assert [at(3), at(4), at(5)] == [c.polled_at for c in await store.device_history(KEY)]
+    await store.record_devices(device_poll(6, {}), keep=3, since=at(5))
+    assert [at(5), at(6)] == [c.polled_at for c in await store.device_history(KEY)]
+
+
+async def test_final_device_poll_forgets_the_devices(store: AnyStore) -> None:
+    """The last device poll of a campaign keeps its counts and drops the per-device rows."""
+    await store.record_devices(device_poll(0, {"1": "UpgradePending"}), keep=10)
+    await store.record_devices(device_poll(5, {"1": "UpgradeSuccess"}, final=True), keep=10)
+    assert {} == await store.device_statuses(KEY)
+    assert [("UpgradeSuccess", 1)] == list((await store.latest_device_counts())[KEY].counts)
+
+
+async def test_device_poll_commits_its_milestone_rows(store: AnyStore) -> None:
+    """Outbox rows given with a device poll are stored with it, once per dedup key."""
+    for minute in (0, 5):
+        await store.record_devices(device_poll(minute, {}), [message("milestone:50")], keep=10)
+    assert ["milestone:50"] == [r["dedup_key"] for r in await store.outbox_rows()]
+
+
+def listed(cid: str, status: str = S.SCHEDULED) -> Campaign:
+    return Campaign(account=ACCOUNT, campaign_id=cid, status=status, name=f"n {cid}")
+
+
+async def test_discovered_campaigns_keep_their_first_sight(store: AnyStore) -> None:
+    """Upserting a discovered campaign updates it but keeps first_seen."""
+    first = DiscoveredRecord(campaign=listed("d1"), watched=True, first_seen=at(0), last_seen=at(0))
+    later = DiscoveredRecord(campaign=listed("d1", S.ENDED), watched=False, first_seen=at(9),
+                             last_seen=at(9))  # fmt: skip
+    other = DiscoveredRecord(campaign=Campaign(account="x", campaign_id="d2", status=S.ENDED),
+                             watched=False, first_seen=at(1), last_seen=at(1))  # fmt: skip
+    await store.record_discovered([first, other], [message("watching:d1")])
+    await store.record_discovered([later])
+    assert [(listed("d1", S.ENDED), False, at(0), at(9))] == [
+        (r.campaign, r.watched, r.first_seen, r.last_seen)
+        for r in await store.discovered(ACCOUNT)
+    ]
+    assert 2 == len(await store.discovered())
+    assert ["watching:d1"] == [r["dedup_key"] for r in await store.outbox_rows()]
+
+
+async def test_version_1_database_is_migrated(tmp_path: Path) -> None:
+    """A state db of schema 1 opens with its campaigns and gains the device tables."""
+    path = tmp_path / "state.db"
+    with raw(path) as conn:
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("INSERT INTO campaigns (account, campaign_id, status) VALUES ('a', 'c', 'X')")
+    async with open_store(path) as store:
+        assert ["X"] == [r.status for r in (await store.load()).values()]
+        assert {} == await store.latest_device_counts()

@@ -18,8 +18,10 @@ from fotawatch.alerts.payloads import (
     Progress,
     condition_payload,
     dedup_key,
+    milestone_payload,
     test_payload,
     transition_payload,
+    watching_payload,
 )
 from fotawatch.alerts.policy import SinkFilter, wants
 from fotawatch.alerts.render import (
@@ -38,6 +40,7 @@ __all__ = [
     "SinkFilter",
     "condition_payload",
     "dedup_key",
+    "milestone_payload",
     "render_console",
     "render_slack",
     "render_webhook",
@@ -45,4 +48,5 @@ __all__ = [
     "transition_payload",
     "validate_slack_message",
     "wants",
+    "watching_payload",
 ]

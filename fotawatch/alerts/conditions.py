@@ -18,7 +18,14 @@ campaign_not_scheduled still Pending/Queued/PreScheduled at its    the start dat
                        start date 00:00 UTC / Scheduled or final
 campaign_overdue       still Scheduled ``overdue_after`` past the  the end date (00:00 UTC)
                        end date (its end: next day 00:00 UTC)
+failure_rate           failed / (upgraded + failed) devices above  one per campaign
+                       ``failure_threshold`` with at least
+                       ``failure_min_devices`` devices decided /
+                       back at or below the threshold
 ====================== =========================================== ============================
+
+The failure rate is judged on ``DevicesPolled`` (and ``prime`` with the stored counts); until a
+campaign's device counts are known it is left as it is.
 
 The time-based campaign conditions are evaluated on each ``CampaignPolled`` and by ``check(now)``
 (run periodically), so they fire between polls too. While a campaign is missing they are left as
@@ -50,10 +57,12 @@ from typing import Any, Protocol
 
 from fotawatch.alerts.payloads import Condition, ConditionState, condition_payload
 from fotawatch.codec import format_time
+from fotawatch.devices import DeviceCounts
 from fotawatch.events import (
     ApiHealthChanged,
     CampaignMissing,
     CampaignPolled,
+    DevicesPolled,
     Event,
     LoginCircuitChanged,
     TransitionObserved,
@@ -69,7 +78,9 @@ _CAMPAIGN_CONDITIONS = (
     Condition.CAMPAIGN_STUCK,
     Condition.CAMPAIGN_NOT_SCHEDULED,
     Condition.CAMPAIGN_OVERDUE,
+    Condition.FAILURE_RATE,
 )
+_FAILURE_EPISODE = "devices"  # one natural episode per campaign (re-fires get ``now``)
 _NEVER = "never"  # the episode when no poll ever succeeded
 _Ident = tuple[Condition, str | None, str | None]  # condition, account, campaign_id
 Payload = dict[str, Any]
@@ -101,6 +112,8 @@ class ConditionRules:
     stuck_after: Mapping[str, float] = field(default_factory=dict)
     not_scheduled_by_start: bool = True
     overdue_after: float | None = 86400.0
+    failure_threshold: float | None = None  # a share (0.05 = 5 %); None disables
+    failure_min_devices: int = 20
 
 
 @dataclass(slots=True, kw_only=True)
@@ -112,6 +125,7 @@ class _Campaign:
     status_since: dt.datetime | None = None
     missing: bool = False
     last_success_at: dt.datetime | None = None
+    devices: DeviceCounts | None = None
 
     @property
     def display_name(self) -> str | None:
@@ -167,13 +181,20 @@ class ConditionTracker:
 
     # --- inputs ---------------------------------------------------------------------------
 
-    def prime(self, states: Iterable[CampaignState], now: dt.datetime) -> list[Payload]:
+    def prime(
+        self,
+        states: Iterable[CampaignState],
+        now: dt.datetime,
+        devices: Mapping[CampaignKey, DeviceCounts] | None = None,
+    ) -> list[Payload]:
         """Seed from the store at start-up; returns the firings that hold (no-ops if queued)."""
         out: list[Payload] = []
+        devices = devices or {}
         for s in states:
             c = _Campaign(key=s.key, name=s.name, campaign=s.campaign, status=s.status,
                           status_since=s.status_since, missing=s.missing,
-                          last_success_at=s.last_success_at)  # fmt: skip
+                          last_success_at=s.last_success_at,
+                          devices=devices.get(s.key))  # fmt: skip
             self._campaigns[s.key] = c
             self._saw_success(s.last_success_at)
             if c.missing:
@@ -191,6 +212,10 @@ class ConditionTracker:
             return self._api(event, now)
         if isinstance(event, LoginCircuitChanged):
             return self._circuit(event, now)
+        if isinstance(event, DevicesPolled) and event.counts is not None:
+            c = self._campaign(event.key)
+            c.devices = event.counts
+            return self._evaluate(c, now)
         if isinstance(event, TransitionObserved) and event.name:
             self._campaign(event.transition.key).name = event.name
         return []
@@ -267,6 +292,8 @@ class ConditionTracker:
         holding = self._holding(c, now)
         out: list[Payload] = []
         for condition in _CAMPAIGN_CONDITIONS:
+            if condition == Condition.FAILURE_RATE and c.devices is None:
+                continue  # not judged before the device counts are known
             ident = (condition, c.key.account, c.key.campaign_id)
             holds = holding.get(condition)
             active = self.active.get(ident)
@@ -281,6 +308,7 @@ class ConditionTracker:
             Condition.CAMPAIGN_STUCK: self._stuck(c, now),
             Condition.CAMPAIGN_NOT_SCHEDULED: self._not_scheduled(c, now),
             Condition.CAMPAIGN_OVERDUE: self._overdue(c, now),
+            Condition.FAILURE_RATE: self._failure_rate(c),
         }
         return {condition: holds for condition, holds in found.items() if holds is not None}
 
@@ -317,6 +345,18 @@ class ConditionTracker:
         return _Holds(episode=_episode(_midnight(end)), since=due, status=c.status,
                       detail=detail)  # fmt: skip
 
+    def _failure_rate(self, c: _Campaign) -> _Holds | None:
+        d, threshold = c.devices, self.rules.failure_threshold
+        if d is None or threshold is None:
+            return None
+        decided = d.upgraded + d.failed
+        share = d.failure_share
+        if decided < self.rules.failure_min_devices or share is None or share <= threshold:
+            return None
+        detail = (f"{d.failed:,} of {decided:,} devices with an outcome failed ({share:.1%});"
+                  f" the threshold is {threshold:.1%}. {d.summary()}.")  # fmt: skip
+        return _Holds(episode=_FAILURE_EPISODE, since=d.polled_at, status=c.status, detail=detail)
+
     # --- edges --------------------------------------------------------------------------------
 
     def _fire(
@@ -341,6 +381,9 @@ class ConditionTracker:
         self._resolved.add((ident, active.episode))
         campaign = self._campaigns.get(_key(ident))
         detail = f"Now {campaign.status}." if campaign and campaign.status else ""
+        devices = campaign.devices if campaign is not None else None
+        if ident[0] == Condition.FAILURE_RATE and devices is not None:
+            detail = f"{devices.failure_share or 0:.1%} failed now: {devices.summary()}."
         if campaign is not None:
             active = replace(active, campaign_name=campaign.display_name or active.campaign_name)
         return [self._payload(ident[0], ConditionState.RESOLVED, active, now, detail)]

@@ -11,6 +11,12 @@ into one message. Every payload has a ``type``:
     ``condition`` (a ``Condition``), ``state`` (``firing``/``resolved``), ``episode`` (numbers the
     firings of one condition, so fire -> resolve -> fire gets fresh keys), ``observed_at``,
     ``account``, ``campaign_id``, ``campaign_name``, ``status``, ``since``, ``detail``.
+``milestone``
+    ``account``, ``campaign_id``, ``campaign_name``, ``milestone`` (percent of the campaign's
+    devices upgraded, 1..100), ``progress`` (as above) and ``observed_at``.
+``watching``
+    Discovery started watching a campaign: ``account``, ``campaign_id``, ``campaign_name``,
+    ``status``, ``campaign`` (codec form) and ``observed_at``.
 ``test``
     ``observed_at`` only: ``fotawatch test-alert``.
 
@@ -25,8 +31,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, TypedDict
 
-from fotawatch.codec import format_time, transition_to_dict
-from fotawatch.model import Transition
+from fotawatch.codec import campaign_to_dict, format_time, transition_to_dict
+from fotawatch.model import Campaign, CampaignKey, Transition
 
 __all__ = [
     "Condition",
@@ -36,8 +42,10 @@ __all__ = [
     "Progress",
     "condition_payload",
     "dedup_key",
+    "milestone_payload",
     "test_payload",
     "transition_payload",
+    "watching_payload",
 ]
 
 Payload = Mapping[str, Any]
@@ -49,6 +57,8 @@ class PayloadType(StrEnum):
     TRANSITION = "transition"
     CONDITION = "condition"
     TEST = "test"
+    MILESTONE = "milestone"
+    WATCHING = "watching"
 
 
 class Condition(StrEnum):
@@ -122,6 +132,39 @@ def condition_payload(  # noqa: PLR0913 - one keyword per documented field
     }
 
 
+def milestone_payload(
+    key: CampaignKey,
+    *,
+    name: str | None,
+    milestone: int,
+    progress: Progress,
+    observed_at: dt.datetime,
+) -> dict[str, Any]:
+    """A campaign reached ``milestone`` percent of its devices upgraded."""
+    return {
+        "type": PayloadType.MILESTONE.value,
+        "account": key.account,
+        "campaign_id": key.campaign_id,
+        "campaign_name": name,
+        "milestone": milestone,
+        "progress": dict(progress),
+        "observed_at": format_time(observed_at),
+    }
+
+
+def watching_payload(campaign: Campaign, *, observed_at: dt.datetime) -> dict[str, Any]:
+    """Discovery started watching ``campaign`` (the "now watching" message)."""
+    return {
+        "type": PayloadType.WATCHING.value,
+        "account": campaign.account,
+        "campaign_id": campaign.campaign_id,
+        "campaign_name": campaign.name,
+        "status": campaign.status,
+        "campaign": campaign_to_dict(campaign),
+        "observed_at": format_time(observed_at),
+    }
+
+
 def test_payload(observed_at: dt.datetime) -> dict[str, Any]:
     """The payload of ``fotawatch test-alert``."""
     return {"type": PayloadType.TEST.value, "observed_at": format_time(observed_at)}
@@ -139,7 +182,8 @@ def dedup_key(payload: Payload) -> str:
 
     ``transition:{account}/{campaign_id}:{seq}``,
     ``condition:{condition}:{account}/{campaign_id}:{state}:{episode}`` (``-`` for a missing
-    account or campaign), ``test:{observed_at}``.
+    account or campaign), ``milestone:{account}/{campaign_id}:{milestone}`` (once per campaign),
+    ``watching:{account}/{campaign_id}`` (once per campaign), ``test:{observed_at}``.
     """
     kind = payload.get("type")
     account, campaign = _part(payload.get("account")), _part(payload.get("campaign_id"))
@@ -148,6 +192,10 @@ def dedup_key(payload: Payload) -> str:
     if kind == PayloadType.CONDITION:
         condition, state, episode = payload["condition"], payload["state"], payload["episode"]
         return f"condition:{condition}:{account}/{campaign}:{state}:{episode}"
+    if kind == PayloadType.MILESTONE:
+        return f"milestone:{account}/{campaign}:{payload['milestone']}"
+    if kind == PayloadType.WATCHING:
+        return f"watching:{account}/{campaign}"
     if kind == PayloadType.TEST:
         return f"test:{payload['observed_at']}"
     raise ValueError(f"payload type {kind!r} has no dedup key")

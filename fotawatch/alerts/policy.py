@@ -5,6 +5,7 @@ queued for that sink. ``None`` means "no restriction" for kinds and statuses.
 
 - transitions: kept when their kind is in ``kinds`` and their new status in ``statuses``;
 - conditions: kept when ``conditions`` is true (firing and resolved alike);
+- notices (progress milestones, "now watching"): kept when ``notices`` is true;
 - test payloads: always kept (``fotawatch test-alert`` must reach every sink);
 - anything else: dropped.
 """
@@ -26,6 +27,7 @@ class SinkFilter:
     kinds: frozenset[TransitionKind] | None = None
     statuses: frozenset[str] | None = None
     conditions: bool = True
+    notices: bool = True
 
 
 def _wants_transition(f: SinkFilter, payload: Payload) -> bool:
@@ -43,4 +45,6 @@ def wants(f: SinkFilter, payload: Payload) -> bool:
         return f.conditions
     if kind == PayloadType.TRANSITION:
         return _wants_transition(f, payload)
+    if kind in {PayloadType.MILESTONE, PayloadType.WATCHING}:
+        return f.notices
     return False

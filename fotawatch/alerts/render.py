@@ -23,7 +23,9 @@ Each event is a payload exactly as stored in the outbox (``fotawatch.alerts.payl
 ``type`` of ``transition`` (account, campaign_id, seq, from_status, to_status, kind, observed_at,
 campaign{...} or null, campaign_name, optional progress{upgraded,total,failed}), ``condition``
 (condition, state, episode, observed_at, account, campaign_id, campaign_name, status, since,
-detail) or ``test`` (observed_at). Times are ISO 8601 UTC with ``Z``. Receivers should ignore
+detail), ``milestone`` (account, campaign_id, campaign_name, milestone, progress, observed_at),
+``watching`` (account, campaign_id, campaign_name, status, campaign{...}, observed_at) or
+``test`` (observed_at). Times are ISO 8601 UTC with ``Z``. Receivers should ignore
 unknown keys; a breaking change bumps ``version``. ``payloads.dedup_key`` of an event is stable,
 so a receiver can drop the duplicate a retried delivery may bring.
 """
@@ -303,6 +305,41 @@ def _condition_alert(p: Payload) -> _Alert:
     )
 
 
+def _milestone_alert(p: Payload) -> _Alert:
+    percent = _fit(p.get("milestone"), 8)
+    emoji = "🎉" if percent == "100" else "📈"
+    progress = _progress(p.get("progress"))
+    plain_name = _fit(p.get("campaign_name") or p.get("campaign_id"), _NAME, escape=False)
+    return _Alert(
+        rank=8,
+        tag=f"{emoji} milestone",
+        header=f"{emoji} {percent}% of devices upgraded: {plain_name}",
+        summary=f"{emoji} *{percent}% of devices upgraded*: {_campaign_ref(p, _NAME)}\n{progress}",
+        line=f"{emoji} {percent}% upgraded: {_campaign_ref(p, _LINE_NAME)} ({progress})",
+        fields=_fields(
+            ("Account", _fit(p.get("account"), _ID)),
+            ("Progress", progress),
+            ("Observed", _when(p.get("observed_at"))),
+        ),
+    )
+
+
+def _watching_alert(p: Payload) -> _Alert:
+    status = f"`{_fit(p.get('status'), _ID)}`"
+    plain_name = _fit(p.get("campaign_name") or p.get("campaign_id"), _NAME, escape=False)
+    return _Alert(
+        rank=8,
+        tag="👀 watching",
+        header=f"👀 Now watching: {plain_name}",
+        summary=(
+            f"👀 *Now watching*: {_campaign_ref(p, _NAME)} in {status}\nFound by discovery;"
+            " fotawatch polls it like a configured campaign."
+        ),
+        line=f"👀 Now watching: {_campaign_ref(p, _LINE_NAME)} in {status}",
+        fields=tuple(f for f in _transition_fields(p) if f[0] != "Kind"),
+    )
+
+
 def _test_alert(p: Payload) -> _Alert:
     sent = _when(p.get("observed_at"))
     return _Alert(
@@ -324,6 +361,8 @@ _BUILDERS: dict[str, Callable[[Payload], _Alert]] = {
     PayloadType.TRANSITION: _transition_alert,
     PayloadType.CONDITION: _condition_alert,
     PayloadType.TEST: _test_alert,
+    PayloadType.MILESTONE: _milestone_alert,
+    PayloadType.WATCHING: _watching_alert,
 }
 
 
@@ -599,6 +638,13 @@ def render_console(payload: Payload) -> str:
         return f"{when}  {_console_transition(payload)}"
     if kind == PayloadType.CONDITION:
         return f"{when}  {_console_condition(payload)}"
+    if kind == PayloadType.MILESTONE:
+        percent = _fit(payload.get("milestone"), 8, escape=False)
+        return f"{when}  {_console_ref(payload)}  {percent}% upgraded  " + _progress(
+            payload.get("progress"))  # fmt: skip
+    if kind == PayloadType.WATCHING:
+        status = _fit(payload.get("status"), _ID, escape=False)
+        return f"{when}  {_console_ref(payload)}  now watching ({status})"
     if kind == PayloadType.TEST:
         return f"{when}  fotawatch test alert"
     return f"{when}  fotawatch event {_fit(kind, _ID, escape=False)}"

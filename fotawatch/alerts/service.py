@@ -11,6 +11,12 @@ stay pending, to be sent after the restart (at-least-once).
 ``on_event`` never blocks: the tracker is pure and fast, and its payloads go through an
 in-memory queue that a task writes with ``Store.enqueue`` (retrying while the store fails).
 
+Device progress: ``progress_of`` (set by ``app.py`` to the device poller's ``counts``) puts
+"1,234 / 2,689 upgraded, 12 failed" into transition alerts; ``progress_outbox`` (given to the
+device poller) turns milestones reached into outbox rows committed with the device counts;
+``notice_outbox`` (given to discovery) does the same for "now watching" messages. Both go to the
+sinks whose ``notices`` is true, and ``on_event`` wakes the dispatchers once they are committed.
+
 ``send_test`` (``fotawatch test-alert``) posts a test message to every sink directly, not
 through the outbox, and reports "delivered" or why not per sink.
 """
@@ -20,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -30,15 +36,22 @@ import structlog
 
 from fotawatch.alerts.conditions import CampaignState, ConditionRules, ConditionTracker
 from fotawatch.alerts.outbox import DeliveryPolicy, Dispatcher, NotificationMetrics
-from fotawatch.alerts.payloads import dedup_key, test_payload, transition_payload
+from fotawatch.alerts.payloads import (
+    Progress,
+    dedup_key,
+    milestone_payload,
+    test_payload,
+    transition_payload,
+)
 from fotawatch.alerts.senders import DEFAULT_TIMEOUT, Sender, SlackSender, WebhookSender
 from fotawatch.config.models import AlertsSettings, TransitionFilter
+from fotawatch.devices import DeviceCounts, milestones_reached
 from fotawatch.errors import StoreError
-from fotawatch.events import Event, TransitionObserved
-from fotawatch.model import Transition
+from fotawatch.events import CampaignsDiscovered, DevicesPolled, Event, TransitionObserved
+from fotawatch.model import CampaignKey, Transition
 from fotawatch.store.base import OutboxMessage, Store
 
-__all__ = ["AlertService", "build_senders", "delivery_policy", "send_test"]
+__all__ = ["AlertService", "build_senders", "delivery_policy", "progress", "send_test"]
 
 log = structlog.get_logger("fotawatch.alerts")
 Clock = Callable[[], dt.datetime]
@@ -81,8 +94,16 @@ def delivery_policy(settings: AlertsSettings) -> DeliveryPolicy:
 def _rules(settings: AlertsSettings) -> ConditionRules:
     stuck = {str(status): float(limit) for status, limit in settings.stuck_after.items()
              if limit is not None}  # fmt: skip
+    failure = settings.failure_rate
     return ConditionRules(stuck_after=stuck, not_scheduled_by_start=settings.not_scheduled_by_start,
-                          overdue_after=settings.overdue_after)  # fmt: skip
+                          overdue_after=settings.overdue_after,
+                          failure_threshold=failure.threshold if failure else None,
+                          failure_min_devices=failure.min_devices if failure else 1)  # fmt: skip
+
+
+def progress(counts: DeviceCounts) -> Progress:
+    """The ``progress`` of a payload from device counts."""
+    return Progress(upgraded=counts.upgraded, total=counts.total, failed=counts.failed)
 
 
 async def _test_one(sender: Sender, now: dt.datetime) -> str:
@@ -132,6 +153,8 @@ class AlertService:
     ) -> None:
         self.store = store
         self.tracker = ConditionTracker(_rules(settings))
+        self.milestones = settings.milestones
+        self.progress_of: Callable[[CampaignKey], DeviceCounts | None] = lambda _key: None
         self._clock, self._sleep, self._check_interval = clock, sleep, check_interval
         policy = policy or delivery_policy(settings)
         self.sinks: dict[str, _Sink] = {}
@@ -172,7 +195,10 @@ class AlertService:
 
     def outbox_for(self, transition: Transition, name: str | None) -> list[OutboxMessage]:
         """The outbox rows of a transition: one per sink whose filter accepts it."""
-        payload = transition_payload(transition, name=name)
+        counts = self.progress_of(transition.key)
+        payload = transition_payload(
+            transition, name=name, progress=progress(counts) if counts is not None else None
+        )
         key, now = dedup_key(payload), self._clock()
         return [
             OutboxMessage(sink=sink, dedup_key=key, payload=payload, created_at=now)
@@ -180,17 +206,44 @@ class AlertService:
             if s.filter.accepts(transition.kind, transition.to_status)
         ]
 
+    def progress_outbox(
+        self, previous: DeviceCounts | None, current: DeviceCounts, name: str | None
+    ) -> list[OutboxMessage]:
+        """The milestone messages of a device poll (``milestones`` reached since ``previous``)."""
+        now, done = current.polled_at, progress(current)
+        payloads = [
+            milestone_payload(current.key, name=name, milestone=m, progress=done, observed_at=now)
+            for m in milestones_reached(previous, current, self.milestones)
+        ]
+        return [message for p in payloads for message in self.notice_outbox(p)]
+
+    def notice_outbox(self, payload: Mapping[str, Any]) -> list[OutboxMessage]:
+        """A milestone or "now watching" payload as outbox rows: one per sink with notices."""
+        key, now = dedup_key(payload), self._clock()
+        return [
+            OutboxMessage(sink=sink, dedup_key=key, payload=payload, created_at=now)
+            for sink, s in self.sinks.items()
+            if s.filter.notices
+        ]
+
     def on_event(self, event: Event) -> None:
         """Hub subscriber: wake the dispatchers after a transition, track conditions."""
-        if isinstance(event, TransitionObserved):
+        if isinstance(event, TransitionObserved) or (
+            isinstance(event, DevicesPolled | CampaignsDiscovered) and event.notified
+        ):
             self.wake()  # its outbox rows were committed with it
         payloads = self.tracker.observe(event, self._clock())
         if payloads:
             self._queue.put_nowait(payloads)
 
-    def prime(self, states: Iterable[CampaignState]) -> None:
-        """Seed the conditions from the stored campaigns (``poller.views.values()``)."""
-        payloads = self.tracker.prime(states, self._clock())
+    def prime(
+        self,
+        states: Iterable[CampaignState],
+        devices: Mapping[CampaignKey, DeviceCounts] | None = None,
+    ) -> None:
+        """Seed the conditions from the stored campaigns (``poller.views.values()``) and their
+        stored device counts (``device_poller.latest``)."""
+        payloads = self.tracker.prime(states, self._clock(), devices)
         if payloads:
             self._queue.put_nowait(payloads)
 

@@ -39,6 +39,7 @@ __all__ = [
     "AccountSettings",
     "AlertsSettings",
     "CampaignSettings",
+    "FailureRateSettings",
     "LoggingSettings",
     "MetricsSettings",
     "PollingSettings",
@@ -160,9 +161,13 @@ class PollingSettings(_Section):
     @field_validator("devices_interval_seconds")
     @classmethod
     def _zero_or_one_second(cls, value: float) -> float:
-        if 0 < value < 1:
-            raise ValueError(f"must be 0 (disabled) or at least 1, got {value!r}")
-        return value
+        return _zero_or_at_least_one(value)
+
+
+def _zero_or_at_least_one(value: float) -> float:
+    if 0 < value < 1:
+        raise ValueError(f"must be 0 (disabled) or at least 1, got {value!r}")
+    return value
 
 
 class CampaignSettings(_Section):
@@ -172,6 +177,14 @@ class CampaignSettings(_Section):
     campaign_id: str = Field(alias="id", min_length=1)
     name: str | None = None
     interval_seconds: float | None = Field(default=None, ge=1)
+    devices_interval_seconds: float | None = Field(
+        default=None, ge=0, description="Override of polling.devices_interval_seconds; 0 disables."
+    )
+
+    @field_validator("devices_interval_seconds")
+    @classmethod
+    def _zero_or_one_second(cls, value: float | None) -> float | None:
+        return None if value is None else _zero_or_at_least_one(value)
 
     @property
     def key(self) -> CampaignKey:
@@ -187,6 +200,9 @@ class AccountSettings(_Section):
     model: str | None = None
     name_pattern: Regex | None = None
     max_campaigns: int = Field(default=500, ge=1, le=10000)
+    announce: bool = Field(
+        default=False, description='Send a "now watching" message when discovery adds a campaign.'
+    )
 
 
 class MetricsSettings(_Section):
@@ -230,6 +246,9 @@ class TransitionFilter(_Section):
         default=frozenset(), description="Only transitions to these statuses; empty means all."
     )
     conditions: bool = Field(default=True, description="Send condition firing/resolved messages.")
+    notices: bool = Field(
+        default=True, description='Send progress milestones and "now watching" messages.'
+    )
 
     def accepts(self, kind: TransitionKind, to_status: str) -> bool:
         return kind in self.kinds and (not self.statuses or to_status in self.statuses)
@@ -251,6 +270,15 @@ class WebhookSettings(TransitionFilter):
     headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
 
 
+class FailureRateSettings(_Section):
+    """The failure-rate condition: failed / (upgraded + failed) devices above a threshold."""
+
+    threshold: float = Field(default=0.05, gt=0, lt=1, description="A share, 0 < t < 1.")
+    min_devices: int = Field(
+        default=20, ge=1, description="Devices with an outcome before the share is judged."
+    )
+
+
 class AlertsSettings(_Section):
     slack: SlackSettings | None = None
     webhooks: tuple[WebhookSettings, ...] = ()
@@ -263,6 +291,20 @@ class AlertsSettings(_Section):
     api_down_after: Duration | None = Field(default=600.0, description="null disables.")
     max_age: Duration = 86400.0
     min_interval_seconds: float = Field(default=1.0, ge=0, le=60)
+    milestones: tuple[int, ...] = Field(
+        default=(), description="Percentages of devices upgraded that send a message, 1..100."
+    )
+    failure_rate: FailureRateSettings | None = Field(
+        default_factory=FailureRateSettings, description="null disables."
+    )
+
+    @field_validator("milestones")
+    @classmethod
+    def _percentages(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [m for m in value if not 1 <= m <= 100]
+        if bad:
+            raise ValueError(f"milestones are percentages 1..100, got {bad[0]!r}")
+        return tuple(sorted(set(value)))
 
     @model_validator(mode="before")
     @classmethod

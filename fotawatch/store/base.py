@@ -5,6 +5,11 @@ poll's time and result; an append-only transition history keyed by (account, cam
 transition is never recorded twice; and the alert outbox, written in the same transaction as the
 transitions that caused it, so a crash between seeing a change and sending it loses nothing.
 
+Device progress (``record_devices``) keeps one counts row per device poll, trimmed to the newest
+``keep`` per campaign and to ``since``, and each device's last status while the campaign's
+devices are polled, so growth is bounded. Discovery (``record_discovered``) keeps one row per
+campaign found.
+
 Implementations: ``sqlite.SqliteStore`` (the persistent default) and ``memory.MemoryStore`` (a fake
 with the same semantics for tests). A PostgreSQL store for several instances joins them later.
 All methods are coroutines so that a networked store fits the same interface.
@@ -14,13 +19,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fotawatch.devices import DeviceCounts
 from fotawatch.model import Campaign, CampaignKey, Transition
 
 __all__ = [
     "CampaignRecord",
+    "DevicePollRecord",
+    "DiscoveredRecord",
     "OutboxMessage",
     "OutboxRow",
     "PollRecord",
@@ -82,6 +90,30 @@ class OutboxRow:
     next_attempt_at: dt.datetime
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DevicePollRecord:
+    """One successful device poll to persist: the counts and the per-device changes."""
+
+    counts: DeviceCounts
+    changed: Mapping[str, str] = field(default_factory=dict)  # device id -> new status
+    removed: Sequence[str] = ()  # devices no longer in the report
+    forget_devices: bool = False  # drop every per-device row (the campaign's last device poll)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiscoveredRecord:
+    """A campaign found by discovery; ``watched`` while fotawatch polls it."""
+
+    campaign: Campaign  # as the campaign history listed it
+    watched: bool
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+
+    @property
+    def key(self) -> CampaignKey:
+        return self.campaign.key
+
+
 class Store(Protocol):
     """Persistence for campaign state, transitions and the alert outbox."""
 
@@ -137,6 +169,44 @@ class Store(Protocol):
 
     async def outbox_depth(self, sink: str) -> int:
         """How many rows of ``sink`` wait for delivery."""
+        ...
+
+    async def record_devices(
+        self,
+        poll: DevicePollRecord,
+        outbox: Sequence[OutboxMessage] = (),
+        *,
+        keep: int,
+        since: dt.datetime | None = None,
+    ) -> None:
+        """Persist one device poll and its outbox rows (milestones) in ONE transaction.
+
+        Adds the counts row, keeps the newest ``keep`` counts rows of the campaign (and drops
+        every campaign's rows polled before ``since``), upserts the changed devices and deletes
+        the removed ones, or with ``forget_devices`` deletes all the campaign's device rows.
+        """
+        ...
+
+    async def device_statuses(self, key: CampaignKey) -> dict[str, str]:
+        """Each device's last stored status (``device id -> status``) for one campaign."""
+        ...
+
+    async def device_history(self, key: CampaignKey, *, limit: int = 1000) -> list[DeviceCounts]:
+        """The campaign's stored device counts, oldest first (the newest ``limit``)."""
+        ...
+
+    async def latest_device_counts(self) -> dict[CampaignKey, DeviceCounts]:
+        """The newest device counts of every campaign that has any."""
+        ...
+
+    async def record_discovered(
+        self, records: Sequence[DiscoveredRecord], outbox: Sequence[OutboxMessage] = ()
+    ) -> None:
+        """Upsert discovered campaigns (``first_seen`` kept) and outbox rows in ONE transaction."""
+        ...
+
+    async def discovered(self, account: str | None = None) -> list[DiscoveredRecord]:
+        """Discovered campaigns (of ``account`` if given), oldest first."""
         ...
 
     async def close(self) -> None:

@@ -15,9 +15,17 @@ from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from typing import Any
 
+from fotawatch.devices import DeviceCounts
 from fotawatch.errors import StoreError
 from fotawatch.model import CampaignKey, Transition
-from fotawatch.store.base import CampaignRecord, OutboxMessage, OutboxRow, PollRecord
+from fotawatch.store.base import (
+    CampaignRecord,
+    DevicePollRecord,
+    DiscoveredRecord,
+    OutboxMessage,
+    OutboxRow,
+    PollRecord,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -66,6 +74,9 @@ class MemoryStore:
         self._history_seq: dict[CampaignKey, int] = {}
         self._outbox: dict[int, _Entry] = {}
         self._dedup: set[tuple[str, str]] = set()
+        self._device_counts: dict[CampaignKey, list[DeviceCounts]] = {}
+        self._devices: dict[CampaignKey, dict[str, str]] = {}
+        self._discovered: dict[CampaignKey, DiscoveredRecord] = {}
 
     async def load(self) -> dict[CampaignKey, CampaignRecord]:
         return dict(self._campaigns)
@@ -129,6 +140,54 @@ class MemoryStore:
     async def outbox_rows(self, sink: str | None = None) -> list[dict[str, Any]]:
         """Every outbox row (of ``sink`` if given) in id order, with ``state``."""
         return [e.as_dict() for e in self._outbox.values() if sink in {None, e.message.sink}]
+
+    async def record_devices(
+        self,
+        poll: DevicePollRecord,
+        outbox: Sequence[OutboxMessage] = (),
+        *,
+        keep: int,
+        since: dt.datetime | None = None,
+    ) -> None:
+        payloads = _encode(outbox, "record device counts")
+        counts = poll.counts
+        history = [*self._device_counts.get(counts.key, []), counts][-keep:] if keep else []
+        self._device_counts[counts.key] = history
+        if since is not None:
+            for key, rows in list(self._device_counts.items()):
+                self._device_counts[key] = [c for c in rows if c.polled_at >= since]
+        self._device_counts = {k: rows for k, rows in self._device_counts.items() if rows}
+        if poll.forget_devices:
+            self._devices.pop(counts.key, None)
+        else:
+            devices = self._devices.setdefault(counts.key, {})
+            devices.update(poll.changed)
+            for device in poll.removed:
+                devices.pop(device, None)
+        self._add_outbox(outbox, payloads)
+
+    async def device_statuses(self, key: CampaignKey) -> dict[str, str]:
+        return dict(self._devices.get(key, {}))
+
+    async def device_history(self, key: CampaignKey, *, limit: int = 1000) -> list[DeviceCounts]:
+        return self._device_counts.get(key, [])[-limit:] if limit else []
+
+    async def latest_device_counts(self) -> dict[CampaignKey, DeviceCounts]:
+        return {key: rows[-1] for key, rows in self._device_counts.items() if rows}
+
+    async def record_discovered(
+        self, records: Sequence[DiscoveredRecord], outbox: Sequence[OutboxMessage] = ()
+    ) -> None:
+        payloads = _encode(outbox, "record discovered campaigns")
+        for record in records:
+            old = self._discovered.get(record.key)
+            first = old.first_seen if old is not None else record.first_seen
+            self._discovered[record.key] = replace(record, first_seen=first)
+        self._add_outbox(outbox, payloads)
+
+    async def discovered(self, account: str | None = None) -> list[DiscoveredRecord]:
+        found = [r for r in self._discovered.values() if account in {None, r.key.account}]
+        return sorted(found, key=lambda r: (r.key.account, r.first_seen, r.key.campaign_id))
 
     async def close(self) -> None:
         """Nothing to release."""

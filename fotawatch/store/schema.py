@@ -11,14 +11,21 @@ codec form (``fotawatch.codec``), not the ThingSpace wire format.
     campaigns    current state per campaign; ``forget`` deletes the row, never the history
     transitions  append-only history, unique per (account, campaign_id, seq)
     outbox       one row per (sink, dedup_key); pending = not delivered and not failed
+    device_counts  one row per device poll: devices per status (JSON); trimmed per campaign
+    device_status  each device's last status, for diffs; dropped after a campaign's final poll
+    discovered   campaigns found by discovery; ``watched`` while they are polled
 """
 
 from __future__ import annotations
 
 __all__ = [
     "DELETE_CAMPAIGN",
+    "DELETE_DEVICE",
+    "DELETE_DEVICES",
+    "INSERT_DEVICE_COUNTS",
     "INSERT_OUTBOX",
     "INSERT_TRANSITION",
+    "LATEST_DEVICE_COUNTS",
     "MIGRATIONS",
     "OUTBOX_DELIVERED",
     "OUTBOX_DEPTH",
@@ -31,7 +38,14 @@ __all__ = [
     "SCHEMA_VERSION",
     "SELECT_CAMPAIGN",
     "SELECT_CAMPAIGNS",
+    "SELECT_DEVICE_COUNTS",
+    "SELECT_DEVICE_STATUSES",
+    "SELECT_DISCOVERED",
     "SELECT_TRANSITIONS",
+    "TRIM_DEVICE_COUNTS",
+    "TRIM_DEVICE_COUNTS_BEFORE",
+    "UPSERT_DEVICE",
+    "UPSERT_DISCOVERED",
     "UPSERT_FAILURE",
     "UPSERT_SUCCESS",
 ]
@@ -88,7 +102,44 @@ _V1: tuple[str, ...] = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+_V2: tuple[str, ...] = (
+    """
+    CREATE TABLE device_counts (
+        id              INTEGER PRIMARY KEY,
+        account         TEXT NOT NULL,
+        campaign_id     TEXT NOT NULL,
+        polled_at       TEXT NOT NULL,
+        campaign_status TEXT,
+        reported_total  INTEGER,
+        counts          TEXT NOT NULL          -- JSON [[device_status, devices], ...]
+    )
+    """,
+    "CREATE INDEX device_counts_campaign ON device_counts (campaign_id, account, id)",
+    "CREATE INDEX device_counts_time ON device_counts (polled_at)",
+    """
+    CREATE TABLE device_status (
+        account     TEXT NOT NULL,
+        campaign_id TEXT NOT NULL,
+        device_id   TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        changed_at  TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, account, device_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE discovered (
+        account     TEXT NOT NULL,
+        campaign_id TEXT NOT NULL,
+        snapshot    TEXT NOT NULL,             -- JSON of the campaign as the history listed it
+        watched     INTEGER NOT NULL,
+        first_seen  TEXT NOT NULL,
+        last_seen   TEXT NOT NULL,
+        PRIMARY KEY (account, campaign_id)
+    ) WITHOUT ROWID
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # --- statements: prepared once per connection by sqlite3's statement cache ---------------
@@ -177,4 +228,49 @@ OUTBOX_ROWS = """
     SELECT id, sink, dedup_key, payload, created_at, attempts, next_attempt_at,
            delivered_at, failed_at, fail_reason
     FROM outbox WHERE (? IS NULL OR sink = ?) ORDER BY id
+"""
+
+# Device progress: one counts row per poll, the newest ``keep`` per campaign kept (and none older
+# than a cut-off); per-device rows only while the campaign's devices are polled.
+INSERT_DEVICE_COUNTS = """
+    INSERT INTO device_counts
+        (account, campaign_id, polled_at, campaign_status, reported_total, counts)
+    VALUES (?, ?, ?, ?, ?, ?)
+"""
+TRIM_DEVICE_COUNTS = """
+    DELETE FROM device_counts WHERE campaign_id = :campaign_id AND account = :account AND id <= (
+        SELECT id FROM device_counts WHERE campaign_id = :campaign_id AND account = :account
+        ORDER BY id DESC LIMIT 1 OFFSET :keep)
+"""
+TRIM_DEVICE_COUNTS_BEFORE = "DELETE FROM device_counts WHERE polled_at < ?"
+SELECT_DEVICE_COUNTS = """
+    SELECT account, campaign_id, polled_at, campaign_status, reported_total, counts
+    FROM device_counts WHERE campaign_id = ? AND account = ? ORDER BY id DESC LIMIT ?
+"""
+LATEST_DEVICE_COUNTS = """
+    SELECT account, campaign_id, polled_at, campaign_status, reported_total, counts
+    FROM device_counts WHERE id IN (SELECT max(id) FROM device_counts
+                                    GROUP BY campaign_id, account)
+"""
+UPSERT_DEVICE = """
+    INSERT INTO device_status (account, campaign_id, device_id, status, changed_at)
+    VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (campaign_id, account, device_id) DO UPDATE SET
+        status = excluded.status, changed_at = excluded.changed_at
+"""
+DELETE_DEVICE = "DELETE FROM device_status WHERE campaign_id = ? AND account = ? AND device_id = ?"
+DELETE_DEVICES = "DELETE FROM device_status WHERE campaign_id = ? AND account = ?"
+SELECT_DEVICE_STATUSES = """
+    SELECT device_id, status FROM device_status WHERE campaign_id = ? AND account = ?
+"""
+# Discovery: one row per campaign ever found (filters passed), updated by every discovery run.
+UPSERT_DISCOVERED = """
+    INSERT INTO discovered (account, campaign_id, snapshot, watched, first_seen, last_seen)
+    VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (account, campaign_id) DO UPDATE SET
+        snapshot = excluded.snapshot, watched = excluded.watched, last_seen = excluded.last_seen
+"""
+SELECT_DISCOVERED = """
+    SELECT account, campaign_id, snapshot, watched, first_seen, last_seen FROM discovered
+    WHERE ? IS NULL OR account = ? ORDER BY account, first_seen, campaign_id
 """

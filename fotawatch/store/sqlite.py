@@ -14,6 +14,9 @@ SQLite gives its ``-wal``/``-shm`` files the database file's mode, and any world
 removed after open anyway. Errors become ``StoreError`` naming the operation, the file and the
 SQLite error code; bound values never appear in a message.
 
+A device poll is one transaction however many devices changed (``executemany``): 10,000 devices
+the first time, only the changed ones after that.
+
 Beyond the ``Store`` protocol: ``outbox_oldest_pending`` (age of the backlog, for metrics) and
 ``outbox_rows`` (every outbox row with its state, for tests and ``fotawatch history``).
 """
@@ -33,10 +36,18 @@ from types import TracebackType
 from typing import Any, Self
 
 from fotawatch.codec import campaign_from_dict, campaign_to_dict
+from fotawatch.devices import DeviceCounts
 from fotawatch.errors import StoreError
 from fotawatch.model import CampaignKey, Transition, TransitionKind
 from fotawatch.store import schema as sql
-from fotawatch.store.base import CampaignRecord, OutboxMessage, OutboxRow, PollRecord
+from fotawatch.store.base import (
+    CampaignRecord,
+    DevicePollRecord,
+    DiscoveredRecord,
+    OutboxMessage,
+    OutboxRow,
+    PollRecord,
+)
 
 __all__ = ["SqliteStore", "open_store"]
 
@@ -156,6 +167,73 @@ class SqliteStore:
         with _translated("read the outbox", self.path):
             rows = self._conn.execute(sql.OUTBOX_ROWS, (sink, sink)).fetchall()
         return [_outbox_dict(row) for row in rows]
+
+    async def record_devices(
+        self,
+        poll: DevicePollRecord,
+        outbox: Sequence[OutboxMessage] = (),
+        *,
+        keep: int,
+        since: dt.datetime | None = None,
+    ) -> None:
+        op = "record device counts"
+        c = poll.counts
+        ident = (c.key.campaign_id, c.key.account)
+        with _encoding(op, self.path):
+            stamp = _ts(c.polled_at)
+            counts_row = (c.key.account, c.key.campaign_id, stamp, c.campaign_status,
+                          c.reported_total, _dumps(c.counts))  # fmt: skip
+            cutoff = None if since is None else _ts(since)
+            changed = [(c.key.account, c.key.campaign_id, d, st, stamp)
+                       for d, st in poll.changed.items()]  # fmt: skip
+            outbox_rows = [_outbox_params(m) for m in outbox]
+        trim = {"campaign_id": c.key.campaign_id, "account": c.key.account, "keep": keep}
+        with _transaction(self._conn, op, self.path) as conn:
+            conn.execute(sql.INSERT_DEVICE_COUNTS, counts_row)
+            conn.execute(sql.TRIM_DEVICE_COUNTS, trim)
+            if cutoff is not None:
+                conn.execute(sql.TRIM_DEVICE_COUNTS_BEFORE, (cutoff,))
+            if poll.forget_devices:
+                conn.execute(sql.DELETE_DEVICES, ident)
+            else:
+                conn.executemany(sql.UPSERT_DEVICE, changed)
+                conn.executemany(sql.DELETE_DEVICE, [(*ident, d) for d in poll.removed])
+            conn.executemany(sql.INSERT_OUTBOX, outbox_rows)
+
+    async def device_statuses(self, key: CampaignKey) -> dict[str, str]:
+        with _translated("read device statuses", self.path):
+            rows = self._conn.execute(
+                sql.SELECT_DEVICE_STATUSES, (key.campaign_id, key.account)
+            ).fetchall()
+        return dict(rows)
+
+    async def device_history(self, key: CampaignKey, *, limit: int = 1000) -> list[DeviceCounts]:
+        params = (key.campaign_id, key.account, limit)
+        with _translated("read device counts", self.path):
+            rows = self._conn.execute(sql.SELECT_DEVICE_COUNTS, params).fetchall()
+        return [_device_counts(row) for row in reversed(rows)]
+
+    async def latest_device_counts(self) -> dict[CampaignKey, DeviceCounts]:
+        with _translated("read device counts", self.path):
+            rows = self._conn.execute(sql.LATEST_DEVICE_COUNTS).fetchall()
+        counts = (_device_counts(row) for row in rows)
+        return {c.key: c for c in counts}
+
+    async def record_discovered(
+        self, records: Sequence[DiscoveredRecord], outbox: Sequence[OutboxMessage] = ()
+    ) -> None:
+        op = "record discovered campaigns"
+        with _encoding(op, self.path):
+            rows = [_discovered_params(r) for r in records]
+            outbox_rows = [_outbox_params(m) for m in outbox]
+        with _transaction(self._conn, op, self.path) as conn:
+            conn.executemany(sql.UPSERT_DISCOVERED, rows)
+            conn.executemany(sql.INSERT_OUTBOX, outbox_rows)
+
+    async def discovered(self, account: str | None = None) -> list[DiscoveredRecord]:
+        with _translated("read discovered campaigns", self.path):
+            rows = self._conn.execute(sql.SELECT_DISCOVERED, (account, account)).fetchall()
+        return [_discovered(row) for row in rows]
 
     def _update(self, op: str, sql: str, params: list[tuple[Any, ...]]) -> None:
         with _transaction(self._conn, op, self.path) as conn:
@@ -325,6 +403,12 @@ def _transition_params(t: Transition) -> tuple[Any, ...]:
             _ts(t.observed_at), snapshot)  # fmt: skip
 
 
+def _discovered_params(r: DiscoveredRecord) -> tuple[Any, ...]:
+    c = r.campaign
+    return (c.account, c.campaign_id, _dumps(campaign_to_dict(c)), r.watched, _ts(r.first_seen),
+            _ts(r.last_seen))  # fmt: skip
+
+
 def _outbox_params(m: OutboxMessage) -> tuple[Any, ...]:
     created = _ts(m.created_at)
     return (m.sink, m.dedup_key, _dumps(dict(m.payload)), created, created)
@@ -358,6 +442,27 @@ def _transition(row: tuple[Any, ...]) -> Transition:
         kind=TransitionKind(kind),
         observed_at=_time(observed_at),
         campaign=None if snapshot is None else campaign_from_dict(json.loads(snapshot)),
+    )
+
+
+def _device_counts(row: tuple[Any, ...]) -> DeviceCounts:
+    account, campaign_id, polled_at, campaign_status, reported_total, counts = row
+    return DeviceCounts(
+        key=CampaignKey(account=account, campaign_id=campaign_id),
+        polled_at=_time(polled_at),
+        campaign_status=campaign_status,
+        counts=tuple((str(status), int(n)) for status, n in json.loads(counts)),
+        reported_total=reported_total,
+    )
+
+
+def _discovered(row: tuple[Any, ...]) -> DiscoveredRecord:
+    _account, _campaign_id, snapshot, watched, first_seen, last_seen = row
+    return DiscoveredRecord(
+        campaign=campaign_from_dict(json.loads(snapshot)),
+        watched=bool(watched),
+        first_seen=_time(first_seen),
+        last_seen=_time(last_seen),
     )
 
 
