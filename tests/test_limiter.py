@@ -87,3 +87,21 @@ async def test_starts_are_evenly_spaced_not_bursts() -> None:
         starts.append(t.now)
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) == pytest.approx(1 / (50 * (1 - MARGIN)))
+
+
+async def test_late_wakeups_do_not_lower_the_rate() -> None:
+    """A sleep that overshoots by 5 % of the spacing costs nothing: the schedule stays planned."""
+    t = FakeTime()
+
+    async def late_sleep(seconds: float) -> None:
+        t.now += seconds + 0.001  # every wake-up 1 ms late
+        await asyncio.sleep(0)
+
+    limiter = RateLimiter(50, clock=t.clock, sleep=late_sleep)
+    starts = []
+    for _ in range(200):
+        await limiter.acquire()
+        starts.append(t.now)
+    achieved = (len(starts) - 1) / (starts[-1] - starts[0])
+    assert achieved >= 0.95 * 50
+    assert max_in_any_window(starts) <= 50

