@@ -31,8 +31,10 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# 30 min, 1,000 campaigns at 1 s with faults; FOTAWATCH_SOAK_{SECONDS,CAMPAIGNS,INTERVAL,CHANGES,REPORT}
+# change it (tests/test_soak.py). Prints the JSON figures for docs/reliability.md.
 soak: $(STAMP)
-	$(BIN)/pytest -m soak tests/test_soak.py
+	$(BIN)/pytest -m soak -s tests/test_soak.py
 
 schema: $(STAMP)
 	$(BIN)/python -m fotawatch.config schema > config/fotawatch.schema.json

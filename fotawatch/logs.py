@@ -8,7 +8,9 @@
   ``Redactor.add``: the credentials, the tokens, the webhook URLs) is replaced wherever it appears
   in any string, exception text included.
 - Tracebacks never carry local variables (structlog's default would put them in JSON logs).
-- Third-party stdlib logging (aiohttp, apscheduler) goes through the same renderer.
+- Third-party stdlib logging (aiohttp, apscheduler) goes through the same renderer. aiohttp logs
+  every malformed request (a client's fault, answered 400) as an error with a traceback; those
+  show only at level debug, so nobody on the network can fill the journal's error log.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
@@ -137,6 +140,14 @@ def configure_logging(
     return redactor
 
 
+def _client_errors_at_debug(record: logging.LogRecord) -> bool:
+    """Let aiohttp's "Error handling request" for a bad request through only at level debug."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500:
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+    return True
+
+
 def _route_stdlib(level: str, chain: list[Processor], out: TextIO) -> None:
     """Send aiohttp/apscheduler records through the same processors."""
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -151,3 +162,4 @@ def _route_stdlib(level: str, chain: list[Processor], out: TextIO) -> None:
     # APScheduler logs every job run at INFO: one line per poll is noise at 10,000 campaigns.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(_client_errors_at_debug)  # added once

@@ -339,8 +339,11 @@ class Poller:
         error: ApiError | None = None,
     ) -> None:
         """Swap in the new view, then tell the subscribers (edge-triggered health)."""
-        if new.key not in self.views:  # removed by a reload during the poll
+        current = self.views.get(new.key)
+        if current is None:  # removed by a reload during the poll
             return
+        if current.name != new.name:  # renamed by a reload during the poll: the reload wins
+            new = replace(new, name=current.name)
         self.views[new.key] = new
         at = new.last_poll_at or self._wall()
         self._emit(

@@ -8,6 +8,9 @@ M2M sessions (§2.2): a uuid4 per successful login, expired after ``session_idle
 use (each accepted use restarts the idle time) or by ``expire_sessions()``. Five consecutive failed
 logins lock the user; a locked user's logins fail even with the right password until ``unlock()``.
 A successful login resets the consecutive count. All times are on the sim clock.
+
+``issued_tokens`` lists every bearer and session token ever handed out, so a leak test can search
+the client's outputs for them.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class AuthState:
         self.max_consecutive_login_failures = 0
         self.sessions_issued = 0
         self.locked = False
+        self.issued_tokens: list[str] = []
 
     # OAuth --------------------------------------------------------------------------------
 
@@ -89,6 +93,7 @@ class AuthState:
             self._token = secrets.token_hex(16)
             self._issued_at = now
             self.tokens_issued += 1
+            self.issued_tokens.append(self._token)
         return self._token, int(self._issued_at + self._ttl - now)
 
     def _check_client(
@@ -126,6 +131,7 @@ class AuthState:
         token = str(uuid.uuid4())
         self._sessions[token] = now
         self.sessions_issued += 1
+        self.issued_tokens.append(token)
         return token
 
     def _failed(self, refusal: LoginRefusal) -> LoginRefusal:

@@ -16,8 +16,9 @@ window (``fail_until``, cycling through its behaviours), the script (one behavio
 400 ``invalid_payload``; neither text nor blocks -> 400 ``no_text``; beyond the limits of
 ``render.validate_slack_message`` -> 400 ``invalid_blocks``. Every request is recorded in
 ``posts`` (``Post``); one that arrives before an earlier 429's Retry-After has elapsed is also
-recorded in ``violations``. ``webhook=True`` makes a generic webhook receiver: any path, no Slack
-checks.
+recorded in ``violations``. ``in_flight`` counts requests received but not yet answered (a test
+can kill the sender in the middle of a send). ``webhook=True`` makes a generic webhook receiver:
+any path, no Slack checks.
 
 As a subprocess (for tests that run the daemon as a process)::
 
@@ -224,6 +225,7 @@ class FakeSlack:
         self.default: Behaviour = ok()
         self.posts: list[Post] = []
         self.violations: list[Post] = []
+        self.in_flight = 0
         self._script: deque[Behaviour] = deque()
         self._window: tuple[float, Sequence[Behaviour]] | None = None
         self._window_count = 0
@@ -357,6 +359,13 @@ class FakeSlack:
         self._changed.set()
 
     async def _handle(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         now, raw = self._clock(), await request.read()
         early = self._not_before is not None and now < self._not_before
         body = _parse(raw)
