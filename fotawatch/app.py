@@ -27,6 +27,7 @@ from fotawatch.alerts.service import AlertService
 from fotawatch.config import Settings, load_settings
 from fotawatch.device_poller import DevicePoller
 from fotawatch.device_watch import DeviceWatch, device_intervals
+from fotawatch.devices import DeviceCounts
 from fotawatch.discovery import Discovery, merge_targets
 from fotawatch.errors import ConfigError
 from fotawatch.events import Event, EventHub, Subscriber
@@ -208,7 +209,10 @@ class Daemon:
             self.metrics.add_sinks(self.alerts.sinks)
             self.metrics.set_queue_depths(self.alerts.depths)
             campaigns = CampaignSource(
-                views=self.state.views, polling=self.state.polling, history=store_history(store)
+                views=self.state.views,
+                polling=self.state.polling,
+                history=store_history(store),
+                progress=self._progress,
             )
             app = make_app(
                 registry=self.registry,
@@ -303,6 +307,10 @@ class Daemon:
         self.device_watch.sync(targets)
         self.scheduler.sync(targets)
         self._schedule_discovery()
+
+    def _progress(self, key: CampaignKey) -> DeviceCounts | None:
+        """Device counts for the status page (None before device polling is up, or unknown)."""
+        return None if self.devices is None else self.devices.counts(key)
 
     def _client(self) -> ThingSpaceClient:
         """The current client (a reload may replace it): for device polls and discovery."""

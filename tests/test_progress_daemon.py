@@ -85,7 +85,13 @@ async def test_discovered_campaigns_export_device_progress(tmp_path: Path) -> No
         await wait_for(lambda: devices.counts(key("a4")), what="the campaign added later")
         body = await scrape(daemon)
         watched = set(daemon.poller.views) if daemon.poller else set()
+        assert daemon.server is not None
+        api = f"http://127.0.0.1:{daemon.server.port}/api/v1/campaigns/{cid('a1')}"
+        async with aiohttp.ClientSession() as session, session.get(api) as resp:
+            shown = (await resp.json())["devices"]
     assert {key("a1"), key("a2"), key("a4")} == watched
+    assert shown is not None  # the status page and API show the device progress too
+    assert shown["total"] >= shown["upgraded"] > 0
     line = (f'fotawatch_campaign_devices{{account="{ACCOUNT}",campaign_id="{cid("a1")}",'
             f'device_status="UpgradeSuccess"}} 1000.0')  # fmt: skip
     assert line in body.splitlines()
