@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import daemon as daemon_bench
+from bench import devices as devices_bench
 from bench.fixtures import (
     DaemonSettings,
     campaign_ids,
@@ -64,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit-seconds", type=float, default=15.0)
     p.add_argument("--skip-rate-limit", action="store_true")
     p.add_argument("--skip-startup", action="store_true")
+    p.add_argument("--skip-devices", action="store_true",
+                   help="skip device polling (3 campaigns x 10,000 devices)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, state db)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: N=100,1000, interval 10 s, 15 s windows")
@@ -143,6 +146,9 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         report["rate_limit"] = check_rate_limit(
             work=work / "rate-limit", n=args.rate_limit_n, limit=args.rate_limit,
             warmup=5.0, seconds=args.rate_limit_seconds, latency=args.latency)
+    if not args.skip_devices:
+        print("device polling ...", flush=True)
+        report["devices"] = devices_bench.run()
     return report
 
 
