@@ -30,7 +30,7 @@ from fotawatch.device_watch import DeviceWatch, device_intervals
 from fotawatch.devices import DeviceCounts
 from fotawatch.discovery import Discovery, merge_targets
 from fotawatch.errors import ConfigError
-from fotawatch.events import Event, EventHub, Subscriber
+from fotawatch.events import CampaignPolled, Event, EventHub, Subscriber
 from fotawatch.health import DaemonState
 from fotawatch.logs import Redactor
 from fotawatch.metrics import Metrics
@@ -355,9 +355,8 @@ class Daemon:
         return outcome
 
     def _track_polled(self, event: Event) -> None:
-        key = getattr(event, "key", None)
-        if key is not None and type(event).__name__ == "CampaignPolled":
-            self.polled_since_start.add(key)
+        if isinstance(event, CampaignPolled):
+            self.polled_since_start.add(event.key)
 
     def _subscriber_failed(self, subscriber: Subscriber, event: Event, err: Exception) -> None:
         log.error(

@@ -146,14 +146,14 @@ async def run_demo(*, forever: bool = False, out: TextIO | None = None) -> int:
             )
             daemon = Daemon(config, subscribers=[printer])
             task = asyncio.create_task(daemon.run())
-            await _wait(daemon, task, forever=forever, length=_scenario_length(scenario))
+            await _wait(task, forever=forever, length=_scenario_length(scenario))
             daemon.stop()
             code = await task
             _summary(printer, daemon)
     return code
 
 
-async def _wait(daemon: Daemon, task: asyncio.Task[int], *, forever: bool, length: float) -> None:
+async def _wait(task: asyncio.Task[int], *, forever: bool, length: float) -> None:
     started = time.monotonic()
     done = length + 3.0
     while not task.done():
@@ -162,7 +162,6 @@ async def _wait(daemon: Daemon, task: asyncio.Task[int], *, forever: bool, lengt
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(task), timeout=0.2)
-    _ = daemon
 
 
 def _summary(printer: _Printer, daemon: Daemon) -> None:

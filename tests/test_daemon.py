@@ -123,35 +123,25 @@ async def test_final_status_is_confirmed_then_polling_stops(tmp_path: Path) -> N
         assert poll_count(sim, cid) == stopped_at == 2
 
 
-async def test_session_expiry_is_recovered_with_one_login_and_no_failed_poll(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("expire", "counter"),
+    [("expire_sessions", "login_attempts"), ("revoke_tokens", "oauth_requests")],
+    ids=["M2M session expired", "OAuth bearer revoked (900901)"],
+)
+async def test_token_expiry_is_recovered_with_one_renewal_and_no_failed_poll(
+    tmp_path: Path, expire: str, counter: str
 ) -> None:
-    """An expired M2M session costs one login and no failed poll."""
+    """An expired session or a revoked bearer costs one login/token request, no failed poll."""
     cid = "bbbbbbbb-0000-0000-0000-000000000001"
     async with Simulator(scenario(sim_campaign(cid, "CampaignScheduled"))) as sim:
         config = write_config(tmp_path, sim.url, [campaign(cid)])
         async with running(config) as (_, events):
             await wait_for(lambda: len(polls(events, "ok")) >= 2, what="two polls")
-            logins = sim.stats()["login_attempts"]
-            sim.expire_sessions()
+            before = sim.stats()[counter]
+            getattr(sim, expire)()
             seen = len(polls(events))
             await wait_for(lambda: len(polls(events)) >= seen + 3, what="three more polls")
-        assert sim.stats()["login_attempts"] == logins + 1
-        assert polls(events) == polls(events, "ok")
-
-
-async def test_oauth_expiry_is_recovered_with_one_token_request(tmp_path: Path) -> None:
-    """A revoked bearer token (fault 900901) costs one token request and no failed poll."""
-    cid = "cccccccc-0000-0000-0000-000000000001"
-    async with Simulator(scenario(sim_campaign(cid, "CampaignScheduled"))) as sim:
-        config = write_config(tmp_path, sim.url, [campaign(cid)])
-        async with running(config) as (_, events):
-            await wait_for(lambda: len(polls(events, "ok")) >= 2, what="two polls")
-            tokens = sim.stats()["oauth_requests"]
-            sim.revoke_tokens()
-            seen = len(polls(events))
-            await wait_for(lambda: len(polls(events)) >= seen + 3, what="three more polls")
-        assert sim.stats()["oauth_requests"] == tokens + 1
+        assert sim.stats()[counter] == before + 1
         assert polls(events) == polls(events, "ok")
 
 
@@ -302,9 +292,7 @@ async def test_sighup_adds_and_removes_campaigns(tmp_path: Path) -> None:
             a_count = poll_count(sim, a)
             await wait_for(lambda: poll_count(sim, b) >= 5, what="b polled 3 more times")
             assert poll_count(sim, a) == a_count
-            pid = d.proc.pid if d.proc else None
             assert await d.stop() == 0
-        assert pid is not None
 
 
 async def test_invalid_config_on_sighup_keeps_the_old_one(tmp_path: Path) -> None:
