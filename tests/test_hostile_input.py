@@ -39,7 +39,7 @@ from fotawatch.alerts.render import (
     validate_slack_message,
 )
 from fotawatch.codec import campaign_from_dict, campaign_to_dict
-from fotawatch.config import MAX_BYTES, Settings, parse_settings
+from fotawatch.config import MAX_BYTES, Settings, _yaml, parse_settings
 from fotawatch.errors import ConfigError, InvalidResponseError
 from fotawatch.model import Campaign
 from fotawatch.simulator import Scenario, Simulator
@@ -196,6 +196,97 @@ def test_any_text_is_settings_or_a_config_error(text: str) -> None:
     """Arbitrary text as a config file: a ConfigError (or, rarely, Settings), nothing else."""
     with contextlib.suppress(ConfigError):
         parse_settings(text, environ={}, base_dir=Path("/nonexistent"))
+
+
+# --- the config loader: libyaml's fast path reads what the pure-Python loader reads -------
+
+LIBYAML = pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML built without libyaml")
+_CAMPAIGNS = yaml.safe_dump({**MINIMAL, "campaigns": [
+    {"account": ACCOUNT, "id": f"a0a1e000-0000-4000-8000-{i:012d}"} for i in range(300)]})
+_WIDE_BOMB = "l0: &l0 x\n" + "".join(f"l{i}: &l{i} [*l{i - 1}, *l{i - 1}]\n" for i in range(1, 51))
+_MERGES = """\
+defaults: &d {interval_seconds: 60, jitter_seconds: 5}
+polling: {<<: *d, jitter_seconds: 1}
+l: &l [a, b]
+m: [*l, *l]
+"""
+_STYLES = """\
+a: |
+  line
+  two
+b: >-
+  folded
+  text
+c: 'it''s'
+d: "\\u00e9\\n"
+e: ~
+f: [1, 1.5, true, 2001-12-14, 0x1F, on]
+g: <!here> ?x #c
+"""
+LOADER_DOCUMENTS: dict[str, tuple[str, bool]] = {
+    # name: (document, read by the libyaml fast path)
+    "300 campaigns": (_CAMPAIGNS, True),
+    "anchors and merge keys": (_MERGES, True),
+    "scalars of every style": (_STYLES, True),
+    "CRLF and Unicode line breaks": ("a: 1\r\nb: [x,\r\n  y]\r\nc: d\u2028e: f\x85", True),
+    "billion laughs": (_laughs(), False),
+    "2^50 nodes through 100 aliases": (_WIDE_BOMB, False),
+    "101 aliases": ("a: &a x\nb: [" + ", ".join(["*a"] * 101) + "]\n", False),
+    "100,001 nodes": ("a: [" + "1, " * 100_000 + "]\n", False),
+    "65 levels": ("a: " + "[" * 64 + "]" * 64 + "\n", False),
+    "65 levels through aliases": ("a: &a " + "[" * 40 + "x" + "]" * 40 + "\nb: " + "[" * 40
+                                  + "*a" + "]" * 40 + "\n", False),
+    "recursive alias": ("a: &a [*a]\n", False),
+    "undefined alias": ("a: *nope\n", False),
+    "duplicate anchor": ("a: &x 1\nb: &x 2\n", False),
+    "duplicate key": ("a: 1\nb: {c: 1, c: 2}\n", False),
+    "non-string key": ("a: {1: x}\n", False),
+    "two documents": ("a: 1\n---\nb: 2\n", False),
+    "no document": ("# nothing\n", False),
+    "syntax error": ("a: [\n", False),
+    "date out of range": ("a: 2001-13-01\n", False),  # the pure loader's ConfigError
+    # where libyaml 0.2.5 and PyYAML's pure-Python scanner differ, the pure-Python one decides
+    "tab between tokens": ("a:\tb\n", False),
+    "? in a flow scalar": ("a: {b: c?}\n", False),
+    "empty tag before a comma": ("a: [!,x]\n", False),
+    "explicit tag": ("a: !!str 1\n", False),
+    "comment on a block scalar header": ("a: |#\n  x\n", False),
+    "byte-order mark inside": ("a: 1\n\ufeffb: 2\n", False),
+    "directive": ("%YAML 1.1\n---\na: 1\n", False),
+    "control character": ("a: \x07\n", False),
+}  # fmt: skip
+
+
+def _outcome(text: str) -> str:
+    """The data parse_yaml reads, or the exception it raises, as comparable text."""
+    try:
+        return repr(_yaml.parse_yaml(text, "<config>"))
+    except Exception as err:
+        return repr((type(err), getattr(err, "key", None), str(err)))
+
+
+def _pure_outcome(text: str) -> str:
+    with pytest.MonkeyPatch.context() as patch:  # as when PyYAML has no libyaml
+        patch.setattr(_yaml, "_CLoader", None)
+        return _outcome(text)
+
+
+@LIBYAML
+@pytest.mark.parametrize("name", list(LOADER_DOCUMENTS))
+def test_libyaml_fast_path_reads_as_the_pure_python_loader(name: str) -> None:
+    """The same data or the same error, to the character, through libyaml or pure Python; the
+    fast path reads ordinary documents and leaves hostile or ambiguous ones to pure Python."""
+    document, fast = LOADER_DOCUMENTS[name]
+    assert _pure_outcome(document) == _outcome(document)
+    assert fast == (_yaml._fast_load(document) is not _yaml._REFUSED)
+
+
+@LIBYAML
+@given(st.text(st.sampled_from(list(" \n\r:-?[]{},#&*!|>'\"%@`\tab01.é\u2028")), max_size=80)
+       | json_values.map(lambda value: yaml.safe_dump(value, default_flow_style=None)))
+def test_any_text_reads_the_same_through_libyaml_and_pure_python(text: str) -> None:
+    """Arbitrary text: libyaml's fast path and the pure-Python loader agree on data or error."""
+    assert _pure_outcome(text) == _outcome(text)
 
 
 # --- hostile campaigns through the store and the renderers --------------------------------
