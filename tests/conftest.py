@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 from hypothesis import settings
+from pg_server import pg_dsn, pg_server  # noqa: F401 - fixtures: a real PostgreSQL server
 
 # Reproducible fuzzing with a fixed budget: examples come from a seed derived from each test
 # (derandomize), not from a local example database, so a failure in CI fails the same way on

@@ -1,7 +1,12 @@
-"""The stores: one suite run against every backend, then what only the SQLite file can show."""
+"""The stores: one suite run against every backend, then what only SQLite or PostgreSQL show.
+
+The PostgreSQL cases need a server (``tests/pg_server.py``): without one they skip locally and
+fail under CI=true.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -13,12 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pg_server import PgServer, free_port
+from psycopg.conninfo import conninfo_to_dict
 
 from fotawatch.devices import DeviceCounts
 from fotawatch.errors import StoreError
 from fotawatch.model import Campaign, CampaignKey, CampaignStatus, Transition, TransitionKind
 from fotawatch.store.base import DevicePollRecord, DiscoveredRecord, OutboxMessage, PollRecord
 from fotawatch.store.memory import MemoryStore
+from fotawatch.store.migrate import migrate_state
+from fotawatch.store.pg_schema import SCHEMA_VERSION as PG_SCHEMA_VERSION
+from fotawatch.store.postgres import PostgresStore, open_pg_store
 from fotawatch.store.schema import MIGRATIONS, SCHEMA_VERSION
 from fotawatch.store.sqlite import SqliteStore, open_store
 
@@ -28,7 +38,7 @@ ACCOUNT = "0000123456-00001"
 KEY = CampaignKey(account=ACCOUNT, campaign_id="c1")
 OTHER = CampaignKey(account="0000999999-00001", campaign_id="c1")
 
-AnyStore = SqliteStore | MemoryStore
+AnyStore = SqliteStore | MemoryStore | PostgresStore
 
 
 def at(minute: float) -> dt.datetime:
@@ -69,11 +79,13 @@ def message(
     return OutboxMessage(sink=sink, dedup_key=dedup_key, payload=body, created_at=at(minute))
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", pytest.param("postgres", marks=pytest.mark.external)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AnyStore]:
     backend: AnyStore
     if request.param == "sqlite":
         backend = await SqliteStore.open(tmp_path / "state.db")
+    elif request.param == "postgres":  # the server starts only when a postgres test runs
+        backend = await PostgresStore.open(request.getfixturevalue("pg_dsn"))
     else:
         backend = MemoryStore()
     yield backend
@@ -358,6 +370,123 @@ async def test_outbox_oldest_pending(store: AnyStore) -> None:
     assert at(2) == await store.outbox_oldest_pending("slack")
 
 
+# --- delivery claims (every backend) --------------------------------------------------------
+
+
+async def states(store: AnyStore) -> dict[str, tuple[str, int]]:
+    """Each outbox row's state and attempts by dedup key."""
+    return {r["dedup_key"]: (r["state"], r["attempts"]) for r in await store.outbox_rows()}
+
+
+async def test_claim_marks_take_effect_when_the_block_ends(store: AnyStore) -> None:
+    """A claim holds what outbox_due returns; its marks show only after the block."""
+    await store.enqueue([message("a", 0), message("b", 1), message("c", 2), message("late", 9),
+                         message("x", 0, "hook")])  # fmt: skip
+    due = await store.outbox_due("slack", at(5), 10)
+    async with store.outbox_claim("slack", at(5), 10) as claim:
+        assert due == claim.rows
+        a, b, c = (r.id for r in claim.rows)
+        await claim.delivered([a], at(6))
+        await claim.retry([b], at(20))
+        await claim.failed([c], "http_4xx", at(6))
+        assert {("pending", 0)} == set((await states(store)).values())
+    assert {
+        "a": ("delivered", 0), "b": ("pending", 1), "c": ("failed", 0), "late": ("pending", 0),
+        "x": ("pending", 0),
+    } == await states(store)  # fmt: skip
+    (kept,) = await store.outbox_rows("hook")
+    assert kept["delivered_at"] is None
+
+
+async def test_claim_respects_the_limit(store: AnyStore) -> None:
+    """A claim takes at most ``limit`` rows, oldest first."""
+    await store.enqueue([message("a"), message("b"), message("c")])
+    async with store.outbox_claim("slack", at(0), 2) as claim:
+        assert ["a", "b"] == [r.dedup_key for r in claim.rows]
+
+
+async def test_claim_that_raises_leaves_every_row_pending(store: AnyStore) -> None:
+    """A block that fails undoes its marks: the rows are claimed again, unchanged."""
+    await store.enqueue([message("a"), message("b")])
+
+    async def crash_mid_send() -> None:
+        async with store.outbox_claim("slack", at(0), 10) as claim:
+            await claim.delivered([claim.rows[0].id], at(1))
+            await claim.retry([claim.rows[1].id], at(5))
+            raise RuntimeError("send crashed")
+
+    with pytest.raises(RuntimeError, match="send crashed"):
+        await crash_mid_send()
+    assert {"a": ("pending", 0), "b": ("pending", 0)} == await states(store)
+    async with store.outbox_claim("slack", at(0), 10) as again:
+        assert ["a", "b"] == [r.dedup_key for r in again.rows]
+
+
+async def test_open_claims_never_share_a_row(store: AnyStore) -> None:
+    """While one claim holds rows another claim skips them; unmarked, they come back after."""
+    await store.enqueue([message(k) for k in "abcd"])
+    async with (
+        store.outbox_claim("slack", at(0), 2) as first,
+        store.outbox_claim("slack", at(0), 10) as second,
+    ):
+        assert (["a", "b"], ["c", "d"]) == (
+            [r.dedup_key for r in first.rows], [r.dedup_key for r in second.rows],
+        )  # fmt: skip
+        await second.delivered([r.id for r in second.rows], at(1))
+    async with store.outbox_claim("slack", at(0), 10) as third:
+        assert ["a", "b"] == [r.dedup_key for r in third.rows]
+
+
+async def test_delivered_row_is_never_claimed_again(store: AnyStore) -> None:
+    """A row marked delivered through a claim is not in any later claim."""
+    await store.enqueue([message("a")])
+    async with store.outbox_claim("slack", at(0), 10) as claim:
+        await claim.delivered([r.id for r in claim.rows], at(1))
+    async with store.outbox_claim("slack", at(99), 10) as later:
+        assert later.rows == []
+    assert 0 == await store.outbox_depth("slack")
+
+
+async def test_claim_marks_only_its_own_rows(store: AnyStore) -> None:
+    """Ids outside the claim are ignored: another instance may hold them."""
+    await store.enqueue([message("a"), message("b")])
+    a, b = await store.outbox_due("slack", at(0), 10)
+    async with store.outbox_claim("slack", at(0), 1) as claim:
+        await claim.delivered([a.id, b.id], at(1))
+    assert {"a": ("delivered", 0), "b": ("pending", 0)} == await states(store)
+
+
+async def test_cancelled_claim_leaves_its_rows_pending(store: AnyStore) -> None:
+    """A sender cancelled mid-send (shutdown) leaves its rows for the next claim."""
+    await store.enqueue([message("a")])
+    sending = asyncio.Event()
+
+    async def send_forever() -> None:
+        async with store.outbox_claim("slack", at(0), 10) as claim:
+            await claim.delivered([r.id for r in claim.rows], at(1))
+            sending.set()
+            await asyncio.Event().wait()  # a send that never returns
+
+    task = asyncio.create_task(send_forever())
+    await sending.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert {"a": ("pending", 0)} == await states(store)
+    async with store.outbox_claim("slack", at(0), 10) as again:
+        assert ["a"] == [r.dedup_key for r in again.rows]
+
+
+async def test_payloads_round_trip_exactly(store: AnyStore) -> None:
+    """Any JSON payload comes back equal: NUL, lone surrogates, big ints, floats, unicode."""
+    body = {"nul": "a\x00b", "lone": "\ud800", "emoji": "\U0001f680 ü", "big": 2**63 - 1,
+            "float": 0.1, "tiny": 5e-324, "nested": [{"z": 1, "a": [None, True]}],
+            "": ""}  # fmt: skip
+    await store.enqueue([message("a", payload=body)])
+    (row,) = await store.outbox_due("slack", at(0), 10)
+    assert body == row.payload
+
+
 # --- SQLite only ----------------------------------------------------------------------------
 
 
@@ -541,3 +670,255 @@ async def test_version_1_database_is_migrated(tmp_path: Path) -> None:
     async with open_store(path) as store:
         assert ["X"] == [r.status for r in (await store.load()).values()]
         assert {} == await store.latest_device_counts()
+
+
+# --- PostgreSQL only: several instances, migrations, errors ---------------------------------
+
+external = pytest.mark.external
+
+
+def dbname(dsn: str) -> str:
+    return str(conninfo_to_dict(dsn)["dbname"])
+
+
+@pytest.fixture
+async def instances(pg_dsn: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
+    """Two stores on one database, as two fotawatch instances would have."""
+    async with open_pg_store(pg_dsn) as first, open_pg_store(pg_dsn) as second:
+        yield first, second
+
+
+@external
+async def test_two_instances_claim_disjoint_rows(
+    instances: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """Two instances claiming one sink at the same time get different rows, all of them."""
+    first, second = instances
+    await first.enqueue([message(k) for k in "abcdef"])
+    both_hold = asyncio.Barrier(2)
+
+    async def deliver(store: PostgresStore) -> list[str]:
+        async with store.outbox_claim("slack", at(0), 3) as claim:
+            await both_hold.wait()  # neither claim ends before both have their rows
+            await claim.delivered([r.id for r in claim.rows], at(1))
+            return [r.dedup_key for r in claim.rows]
+
+    mine, theirs = await asyncio.gather(deliver(first), deliver(second))
+    assert (3, 3, set("abcdef")) == (len(mine), len(theirs), set(mine) | set(theirs))
+    async with second.outbox_claim("slack", at(99), 10) as later:
+        assert later.rows == []
+
+
+@external
+async def test_an_instance_that_dies_mid_send_releases_its_rows(
+    instances: tuple[PostgresStore, PostgresStore], pg_server: PgServer, pg_dsn: str
+) -> None:
+    """Its connection gone, the server frees the rows at once; the instance recovers."""
+    dead, alive = instances
+    await dead.enqueue([message("a")])
+    taken: list[str] = []
+
+    async def die_mid_send() -> None:
+        async with dead.outbox_claim("slack", at(0), 10) as claim:
+            assert 1 == len(claim.rows)
+            pg_server.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                " WHERE datname = %s AND state LIKE 'idle in transaction%%'",
+                (dbname(pg_dsn),),
+            )
+            async with alive.outbox_claim("slack", at(0), 10) as other:
+                await other.delivered([r.id for r in other.rows], at(1))
+                taken.extend(r.dedup_key for r in other.rows)
+
+    with pytest.raises(StoreError, match="PostgreSQL store: cannot claim alerts"):
+        await die_mid_send()
+    assert ["a"] == taken
+    assert 0 == await dead.outbox_depth("slack")  # a new connection replaced the dead one
+
+
+@external
+async def test_connections_the_server_dropped_are_replaced(
+    pg_dsn: str, pg_server: PgServer
+) -> None:
+    """After a failover or a restart killed every connection, the next call just works."""
+    async with open_pg_store(pg_dsn) as store:
+        await store.record([ok(S.SCHEDULED, 0)])
+        pg_server.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = %s",
+            (dbname(pg_dsn),),
+        )
+        assert [KEY] == list(await store.load())
+
+
+@external
+async def test_concurrent_opens_migrate_once(pg_dsn: str, pg_server: PgServer) -> None:
+    """Instances starting together apply each migration exactly once, without errors."""
+    stores = await asyncio.gather(*(PostgresStore.open(pg_dsn) for _ in range(4)))
+    for store in stores:
+        await store.close()
+    versions = pg_server.execute("SELECT version FROM schema_version", dbname=dbname(pg_dsn))
+    assert [(PG_SCHEMA_VERSION,)] == versions
+
+
+@external
+async def test_newer_pg_schema_is_refused(pg_dsn: str, pg_server: PgServer) -> None:
+    """A database written by a newer fotawatch is not opened."""
+    await (await PostgresStore.open(pg_dsn)).close()
+    pg_server.execute("INSERT INTO schema_version (version) VALUES (99)", dbname=dbname(pg_dsn))
+    expected = f"schema version 99 is newer than this fotawatch supports \\({PG_SCHEMA_VERSION}\\)"
+    with pytest.raises(StoreError, match=expected):
+        await PostgresStore.open(pg_dsn)
+
+
+def assert_redacted(err: StoreError, *secrets: str) -> None:
+    text = str(err)
+    assert text.startswith("PostgreSQL store: cannot ")
+    assert "\n" not in text
+    assert not [s for s in secrets if s in text]
+
+
+@external
+async def test_connection_errors_never_show_the_dsn(pg_server: PgServer, pg_dsn: str) -> None:
+    """A refused password or a closed port: the reason, without the DSN or its password."""
+    wrong = pg_server.dsn(dbname(pg_dsn), password="hunter2-wrong")
+    with pytest.raises(StoreError, match="password authentication failed") as refused:
+        await PostgresStore.open(wrong)
+    closed = f"postgresql://fotawatch:hunter2-closed@127.0.0.1:{free_port()}/db"
+    with pytest.raises(StoreError, match="cannot connect") as unreachable:
+        await PostgresStore.open(closed, connect_timeout=2)
+    with pytest.raises(StoreError, match="DSN cannot be parsed") as garbled:
+        await PostgresStore.open("host=x password=hunter2-garbled 'unterminated")
+    assert_redacted(refused.value, wrong, "hunter2")
+    assert_redacted(unreachable.value, closed, "hunter2")
+    assert "hunter2" not in str(garbled.value)
+
+
+@external
+async def test_server_error_rolls_back_and_hides_data(pg_dsn: str, pg_server: PgServer) -> None:
+    """An error inside the transaction undoes the burst; the message is op and SQLSTATE only."""
+    async with open_pg_store(pg_dsn) as store:
+        pg_server.execute(
+            "CREATE FUNCTION no_alerts() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'trigger-text %', NEW.dedup_key; END $$;"
+            " CREATE TRIGGER no_alerts BEFORE INSERT ON outbox"
+            " FOR EACH ROW EXECUTE FUNCTION no_alerts()",
+            dbname=dbname(pg_dsn),
+        )
+        t1 = change(1, None, S.FAILED, 0)
+        with pytest.raises(StoreError, match="cannot record polls: P0001 RaiseException") as err:
+            await store.record([ok(S.FAILED, 0, transition=t1)], [message("secret-key-42")])
+        assert (await store.get(KEY), await store.transitions("c1")) == (None, [])
+    assert_redacted(err.value, pg_dsn, "secret-key-42", "trigger-text", ACCOUNT)
+
+
+@external
+async def test_closed_pg_store_raises_store_error(pg_dsn: str) -> None:
+    """close() may be called twice; using a closed store is a StoreError."""
+    store = await PostgresStore.open(pg_dsn)
+    await store.close()
+    await store.close()
+    with pytest.raises(StoreError, match="cannot load campaigns") as err:
+        await store.load()
+    assert_redacted(err.value, pg_dsn)
+
+
+@external
+async def test_times_come_back_in_utc_whatever_the_session_zone(pg_dsn: str) -> None:
+    """A session in another time zone (set in the DSN) still reads aware UTC times."""
+    async with open_pg_store(pg_dsn + "?options=-c%20TimeZone%3DAsia%2FTokyo") as store:
+        await store.record([ok(S.SCHEDULED, 0)])
+        record = await store.get(KEY)
+    assert record is not None
+    assert (at(0), dt.UTC) == (record.last_poll_at, record.last_poll_at.tzinfo)
+
+
+@external
+async def test_text_with_nul_is_stored_not_refused(pg_dsn: str) -> None:
+    """PostgreSQL text cannot hold NUL: such a status is stored with U+FFFD, the JSON exactly."""
+    odd = "Odd\x00Status"
+    async with open_pg_store(pg_dsn) as store:
+        t1 = change(1, S.SCHEDULED, odd, 5)
+        assert [t1] == await store.record([ok(odd, 5, transition=t1)])
+        await store.record_devices(device_poll(5, {"dev\x00": odd}), keep=10)
+        record = await store.get(KEY)
+        assert {"dev\ufffd": "Odd\ufffdStatus"} == await store.device_statuses(KEY)
+        (stored,) = await store.transitions("c1")
+    assert record is not None
+    assert ("Odd\ufffdStatus", campaign(odd)) == (record.status, record.campaign)
+    assert ("Odd\ufffdStatus", campaign(odd)) == (stored.to_status, stored.campaign)
+
+
+# --- migrating a SQLite state into PostgreSQL ------------------------------------------------
+
+
+async def populate(store: SqliteStore) -> None:
+    """Every table with rows, every outbox state, a forgotten campaign's history."""
+    t1 = change(1, S.REQUEST_PENDING, S.SCHEDULED, 5)
+    t2 = change(1, None, S.FAILED, 6, key=OTHER)
+    alerts = [message("c1#1", 5), message("other#1", 6, payload={"nul": "\x00"})]
+    await store.record([ok(S.SCHEDULED, 5, transition=t1), ok(S.FAILED, 6, OTHER, t2)], alerts)
+    await store.record([failed(7, "missing", missing=True)])
+    await store.enqueue([message("hook#1", 1, "hook"), message("c1#2", 8), message("c1#3", 9)])
+    delivered, retried, given_up = await store.outbox_due("slack", at(9), 3)
+    await store.outbox_delivered([delivered.id], at(10))
+    await store.outbox_retry([retried.id], at(20))
+    await store.outbox_failed([given_up.id], "http_4xx", at(10))
+    for minute in range(3):
+        await store.record_devices(device_poll(minute, {"1": "UpgradePending", "2": "Failed"}),
+                                   keep=2)  # fmt: skip
+    found = DiscoveredRecord(campaign=listed("d1"), watched=True, first_seen=at(0), last_seen=at(3))
+    await store.record_discovered([found])
+    await store.forget(OTHER)
+
+
+async def snapshot(store: SqliteStore | PostgresStore) -> dict[str, Any]:
+    """Everything a store can tell about its state."""
+    return {
+        "load": await store.load(),
+        "transitions": await store.transitions("c1"),
+        "outbox": await store.outbox_rows(),
+        "history": await store.device_history(KEY),
+        "devices": await store.device_statuses(KEY),
+        "latest": await store.latest_device_counts(),
+        "discovered": await store.discovered(),
+    }
+
+
+@external
+async def test_migrate_state_copies_every_table(tmp_path: Path, pg_dsn: str) -> None:
+    """The PostgreSQL store then tells exactly what the SQLite store told; new ids go on."""
+    path = tmp_path / "state.db"
+    async with open_store(path) as source:
+        await populate(source)
+        expected = await snapshot(source)
+    counts = await migrate_state(path, pg_dsn)
+    assert {"campaigns": 1, "transitions": 2, "outbox": 5, "device_counts": 2,
+            "device_status": 2, "discovered": 1} == counts  # fmt: skip
+    async with open_pg_store(pg_dsn) as target:
+        assert expected == await snapshot(target)
+        assert 1 == await target.enqueue([message("after", 10)])
+        rows = await target.outbox_rows()
+    assert [1, 2, 3, 4, 5, 6] == [r["id"] for r in rows]
+
+
+@external
+async def test_migrate_state_refuses_a_database_with_state(tmp_path: Path, pg_dsn: str) -> None:
+    """A second migration into the same database is refused and changes nothing."""
+    path = tmp_path / "state.db"
+    async with open_store(path) as source:
+        await populate(source)
+    await migrate_state(path, pg_dsn)
+    async with open_pg_store(pg_dsn) as target:
+        before = await snapshot(target)
+    with pytest.raises(StoreError, match=r"already holds fotawatch state \(campaigns: 1,"):
+        await migrate_state(path, pg_dsn)
+    async with open_pg_store(pg_dsn) as target:
+        assert before == await snapshot(target)
+
+
+@external
+async def test_migrate_state_needs_an_existing_file(tmp_path: Path, pg_dsn: str) -> None:
+    """A mistyped path is an error, not a new empty state."""
+    with pytest.raises(StoreError, match="no such file"):
+        await migrate_state(tmp_path / "nope.db", pg_dsn)
+    assert not (tmp_path / "nope.db").exists()

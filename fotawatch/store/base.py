@@ -10,13 +10,20 @@ Device progress (``record_devices``) keeps one counts row per device poll, trimm
 devices are polled, so growth is bounded. Discovery (``record_discovered``) keeps one row per
 campaign found.
 
-Implementations: ``sqlite.SqliteStore`` (the persistent default) and ``memory.MemoryStore`` (a fake
-with the same semantics for tests). A PostgreSQL store for several instances joins them later.
-All methods are coroutines so that a networked store fits the same interface.
+Delivery (``outbox_claim``) reserves a sink's due rows for one ``async with`` block: marks made
+through the claim take effect when the block exits normally; a block that raises (or is
+cancelled) undoes them, and every row stays pending. With several fotawatch instances on one
+PostgreSQL database, two claims never hold the same row. ``outbox_due`` and the
+``outbox_delivered``/``outbox_retry``/``outbox_failed`` marks stay for single-process callers.
+
+Implementations: ``sqlite.SqliteStore`` (the persistent default), ``postgres.PostgresStore`` (one
+database shared by several instances) and ``memory.MemoryStore`` (a fake with the same semantics
+for tests). All methods are coroutines so that a networked store fits the same interface.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +36,7 @@ __all__ = [
     "CampaignRecord",
     "DevicePollRecord",
     "DiscoveredRecord",
+    "OutboxClaim",
     "OutboxMessage",
     "OutboxRow",
     "PollRecord",
@@ -114,6 +122,29 @@ class DiscoveredRecord:
         return self.campaign.key
 
 
+class OutboxClaim(Protocol):
+    """Due rows of one sink reserved for one ``async with Store.outbox_claim(...)`` block.
+
+    The marks take effect when the block exits normally; ids that are not in ``rows`` are
+    ignored. If the block raises, nothing marked through the claim takes effect and every row
+    stays pending, due again at its ``next_attempt_at``.
+    """
+
+    rows: list[OutboxRow]  # the claimed due rows, oldest first (the selection of outbox_due)
+
+    async def delivered(self, ids: Sequence[int], at: dt.datetime) -> None:
+        """Mark claimed rows delivered (``Store.outbox_delivered``)."""
+        ...
+
+    async def retry(self, ids: Sequence[int], next_attempt_at: dt.datetime) -> None:
+        """Count an attempt of claimed rows and postpone them (``Store.outbox_retry``)."""
+        ...
+
+    async def failed(self, ids: Sequence[int], reason: str, at: dt.datetime) -> None:
+        """Give up on claimed rows (``Store.outbox_failed``)."""
+        ...
+
+
 class Store(Protocol):
     """Persistence for campaign state, transitions and the alert outbox."""
 
@@ -153,6 +184,15 @@ class Store(Protocol):
 
     async def outbox_due(self, sink: str, now: dt.datetime, limit: int) -> list[OutboxRow]:
         """Undelivered rows of ``sink`` whose next attempt is due, oldest first."""
+        ...
+
+    def outbox_claim(
+        self, sink: str, now: dt.datetime, limit: int
+    ) -> contextlib.AbstractAsyncContextManager[OutboxClaim]:
+        """``async with store.outbox_claim(sink, now, limit) as claim``: reserve the due rows.
+
+        ``claim.rows`` are the rows ``outbox_due`` would return, less those another claim holds.
+        """
         ...
 
     async def outbox_delivered(self, ids: Sequence[int], at: dt.datetime) -> None:

@@ -8,6 +8,7 @@ decoded copy just as they would from a database. Like ``SqliteStore`` it also of
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -22,10 +23,12 @@ from fotawatch.store.base import (
     CampaignRecord,
     DevicePollRecord,
     DiscoveredRecord,
+    OutboxClaim,
     OutboxMessage,
     OutboxRow,
     PollRecord,
 )
+from fotawatch.store.claims import DirectClaims
 
 __all__ = ["MemoryStore"]
 
@@ -77,6 +80,7 @@ class MemoryStore:
         self._device_counts: dict[CampaignKey, list[DeviceCounts]] = {}
         self._devices: dict[CampaignKey, dict[str, str]] = {}
         self._discovered: dict[CampaignKey, DiscoveredRecord] = {}
+        self._claims = DirectClaims(self)
 
     async def load(self) -> dict[CampaignKey, CampaignRecord]:
         return dict(self._campaigns)
@@ -115,6 +119,11 @@ class MemoryStore:
     async def outbox_due(self, sink: str, now: dt.datetime, limit: int) -> list[OutboxRow]:
         due = (e for e in self._pending(sink) if e.next_attempt_at <= now)
         return [e.row() for e in islice(due, limit)]
+
+    def outbox_claim(
+        self, sink: str, now: dt.datetime, limit: int
+    ) -> contextlib.AbstractAsyncContextManager[OutboxClaim]:
+        return self._claims.claim(sink, now, limit)
 
     async def outbox_delivered(self, ids: Sequence[int], at: dt.datetime) -> None:
         for entry in self._pending_by_id(ids):

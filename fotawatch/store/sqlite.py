@@ -17,8 +17,10 @@ SQLite error code; bound values never appear in a message.
 A device poll is one transaction however many devices changed (``executemany``): 10,000 devices
 the first time, only the changed ones after that.
 
-Beyond the ``Store`` protocol: ``outbox_oldest_pending`` (age of the backlog, for metrics) and
-``outbox_rows`` (every outbox row with its state, for tests and ``fotawatch history``).
+``outbox_claim`` reserves rows in this process only (``claims.DirectClaims``): one SQLite file
+serves one fotawatch. Beyond the ``Store`` protocol: ``outbox_oldest_pending`` (age of the
+backlog, for metrics) and ``outbox_rows`` (every outbox row with its state, for tests and
+``fotawatch history``).
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ from fotawatch.store.base import (
     CampaignRecord,
     DevicePollRecord,
     DiscoveredRecord,
+    OutboxClaim,
     OutboxMessage,
     OutboxRow,
     PollRecord,
 )
+from fotawatch.store.claims import DirectClaims
 
 __all__ = ["SqliteStore", "open_store"]
 
@@ -64,6 +68,7 @@ class SqliteStore:
         """Wrap an open, migrated connection; use ``SqliteStore.open`` to get one."""
         self._conn = conn
         self.path = path
+        self._claims = DirectClaims(self)
 
     @classmethod
     async def open(cls, path: Path) -> Self:
@@ -135,6 +140,12 @@ class SqliteStore:
         with _translated("read due alerts", self.path):
             rows = self._conn.execute(sql.OUTBOX_DUE, (sink, _ts(now), limit)).fetchall()
         return [_outbox_row(row) for row in rows]
+
+    def outbox_claim(
+        self, sink: str, now: dt.datetime, limit: int
+    ) -> contextlib.AbstractAsyncContextManager[OutboxClaim]:
+        """Reserve due rows in this process (``claims.DirectClaims``)."""
+        return self._claims.claim(sink, now, limit)
 
     async def outbox_delivered(self, ids: Sequence[int], at: dt.datetime) -> None:
         stamp = _ts(at)
