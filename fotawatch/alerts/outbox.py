@@ -1,7 +1,9 @@
 """The outbox dispatcher: one per sink, it turns due outbox rows into paced, combined messages.
 
-Each pass takes the sink's due rows (``Store.outbox_due``), drops those older than ``max_age``
-(``outbox_failed(reason="expired")``), renders the oldest rows into ONE message (as many as the
+Each pass claims the sink's due rows (``Store.outbox_claim``: with several instances on
+PostgreSQL, ``SELECT ... FOR UPDATE SKIP LOCKED``, so no two instances hold the same row and a
+row marked delivered is never claimed again), drops those older than ``max_age``
+(``failed(reason="expired")``), renders the oldest rows into ONE message (as many as the
 sender carries in full: ``Sender.render``), POSTs it and settles exactly the rows it carried:
 
 - delivered: ``outbox_delivered``; latency (now - created_at) and the ``delivered`` count.
@@ -22,8 +24,9 @@ and TLS connection does), and Slack measures arrivals. The first alert after a q
 at once, and alerts that pile up behind the pacing or a hold are combined. ``wake()`` (new rows
 committed) ends an idle wait at once; without wakes the dispatcher still looks every
 ``idle_check`` seconds (rows postponed before a restart, rows queued by another process).
-Delivery is at-least-once: a row is marked only after its message was answered, and a store
-error while marking leaves it pending, to be sent again.
+Delivery is at-least-once: a row is marked only after its message was answered, and the marks
+commit when the pass ends; a store error while marking, or a pass cancelled mid-send (a stop, a
+lost leadership), leaves the rows pending, to be sent again.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import structlog
 
 from fotawatch.alerts.senders import Outcome, Sender, SendResult
 from fotawatch.errors import StoreError
-from fotawatch.store.base import OutboxRow, Store
+from fotawatch.store.base import OutboxClaim, OutboxRow, Store
 
 __all__ = ["DeliveryPolicy", "Dispatcher", "NotificationMetrics"]
 
@@ -100,6 +103,14 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """The rows one message carried and the sink's answer."""
+
+    rows: Sequence[OutboxRow]
+    result: SendResult
+
+
 class Dispatcher:
     """Delivers one sink's outbox rows; ``run()`` until cancelled."""
 
@@ -149,13 +160,17 @@ class Dispatcher:
         ready_at = self._ready_at()
         if ready_at is not None and now < ready_at:
             return (ready_at - now).total_seconds()
+        sent: list[_Sent] = []  # the message answered in this pass, if any
         try:
-            rows, dropped = await self._due(now)
+            async with self.store.outbox_claim(self.sink, now, self.policy.max_batch) as claim:
+                rows, dropped = await self._due(claim, now)
+                if rows:
+                    await self._deliver(claim, rows, sent)
         except StoreError as err:
-            log.error("alert_outbox_read_failed", sink=self.sink, error=str(err))  # noqa: TRY400
-            return self.policy.store_retry
-        if rows:
-            await self._deliver(rows)
+            if not sent:
+                log.error("alert_outbox_read_failed", sink=self.sink, error=str(err))  # noqa: TRY400
+                return self.policy.store_retry
+            self._mark_failed(sent[0], err)
         await self._refresh_depth()
         return 0.0 if rows or dropped else None
 
@@ -168,18 +183,18 @@ class Dispatcher:
         times = [t for t in (paced, self._hold_until) if t is not None]
         return max(times) if times else None
 
-    async def _due(self, now: dt.datetime) -> tuple[list[OutboxRow], bool]:
-        """Due rows still young enough to send; expired ones are dropped on the way."""
-        rows = await self.store.outbox_due(self.sink, now, self.policy.max_batch)
+    async def _due(self, claim: OutboxClaim, now: dt.datetime) -> tuple[list[OutboxRow], bool]:
+        """Claimed rows still young enough to send; expired ones are dropped on the way."""
+        rows = claim.rows
         oldest = now - dt.timedelta(seconds=self.policy.max_age)
         expired = [r for r in rows if r.created_at < oldest]
         if expired:
-            await self._drop(expired, now)
+            await self._drop(claim, expired, now)
         return [r for r in rows if r.created_at >= oldest], bool(expired)
 
-    async def _drop(self, rows: Sequence[OutboxRow], now: dt.datetime) -> None:
+    async def _drop(self, claim: OutboxClaim, rows: Sequence[OutboxRow], now: dt.datetime) -> None:
         ids = [r.id for r in rows]
-        await self.store.outbox_failed(ids, "expired", now)
+        await claim.failed(ids, "expired", now)
         self._metrics.notification(self.sink, "dropped", len(ids))
         self._isolate.difference_update(ids)
         log.warning(
@@ -194,7 +209,9 @@ class Dispatcher:
         isolated = [r for r in rows if r.id in self._isolate]
         return isolated[:1] if isolated else list(rows)
 
-    async def _deliver(self, rows: Sequence[OutboxRow]) -> None:
+    async def _deliver(
+        self, claim: OutboxClaim, rows: Sequence[OutboxRow], answered: list[_Sent]
+    ) -> None:
         batch = self._batch(rows)
         body, carried = self.sender.render([r.payload for r in batch])
         sent = batch[:carried]
@@ -202,37 +219,43 @@ class Dispatcher:
             result = await self.sender.send(body)
         finally:
             self._last_sent = self._clock()
-        await self._settle(sent, result)
+        answered.append(_Sent(rows=sent, result=result))
+        await self._settle(claim, sent, result)
 
     # --- settling the rows of one message ----------------------------------------------------
 
-    async def _settle(self, rows: Sequence[OutboxRow], result: SendResult) -> None:
+    async def _settle(
+        self, claim: OutboxClaim, rows: Sequence[OutboxRow], result: SendResult
+    ) -> None:
         now = self._clock()
         if result.outcome is Outcome.RETRY:
             self._failures += 1
         elif result.outcome is not Outcome.RATE_LIMITED:
             self._failures = 0  # the sink answered sensibly
-        try:
-            if result.outcome is Outcome.DELIVERED:
-                await self._delivered(rows, now)
-            elif result.outcome is Outcome.PERMANENT:
-                await self._refused(rows, result, now)
-            else:
-                await self._postpone(rows, result, now)
-        except StoreError as err:
-            self._hold(now + dt.timedelta(seconds=self.policy.store_retry))
-            log.error(  # noqa: TRY400 - the message says it all; no traceback noise
-                "alert_outbox_mark_failed",
-                sink=self.sink,
-                outcome=result.outcome.value,
-                count=len(rows),
-                error=str(err),
-                note="rows stay pending and will be sent again (possible duplicate)",
-            )
+        if result.outcome is Outcome.DELIVERED:
+            await self._delivered(claim, rows, now)
+        elif result.outcome is Outcome.PERMANENT:
+            await self._refused(claim, rows, result, now)
+        else:
+            await self._postpone(claim, rows, result, now)
 
-    async def _delivered(self, rows: Sequence[OutboxRow], now: dt.datetime) -> None:
+    def _mark_failed(self, sent: _Sent, err: StoreError) -> None:
+        """The message was answered but its marks did not commit: the rows stay pending."""
+        self._hold(self._clock() + dt.timedelta(seconds=self.policy.store_retry))
+        log.error(
+            "alert_outbox_mark_failed",
+            sink=self.sink,
+            outcome=sent.result.outcome.value,
+            count=len(sent.rows),
+            error=str(err),
+            note="rows stay pending and will be sent again (possible duplicate)",
+        )
+
+    async def _delivered(
+        self, claim: OutboxClaim, rows: Sequence[OutboxRow], now: dt.datetime
+    ) -> None:
         ids = [r.id for r in rows]
-        await self.store.outbox_delivered(ids, now)
+        await claim.delivered(ids, now)
         self._isolate.difference_update(ids)
         self._metrics.notification(self.sink, "delivered", len(rows))
         for row in rows:
@@ -245,7 +268,7 @@ class Dispatcher:
         )
 
     async def _refused(
-        self, rows: Sequence[OutboxRow], result: SendResult, now: dt.datetime
+        self, claim: OutboxClaim, rows: Sequence[OutboxRow], result: SendResult, now: dt.datetime
     ) -> None:
         ids = [r.id for r in rows]
         if len(rows) > 1 and result.status == 400:
@@ -260,7 +283,7 @@ class Dispatcher:
                 next="sending the alerts one by one",
             )
             return
-        await self.store.outbox_failed(ids, result.reason, now)
+        await claim.failed(ids, result.reason, now)
         self._isolate.difference_update(ids)
         self._metrics.notification(self.sink, "failed", len(ids))
         log.error(
@@ -273,7 +296,7 @@ class Dispatcher:
         )
 
     async def _postpone(
-        self, rows: Sequence[OutboxRow], result: SendResult, now: dt.datetime
+        self, claim: OutboxClaim, rows: Sequence[OutboxRow], result: SendResult, now: dt.datetime
     ) -> None:
         if result.outcome is Outcome.RATE_LIMITED:
             wait = self.policy.retry_after(result)
@@ -281,7 +304,7 @@ class Dispatcher:
             wait = self.policy.backoff(self._failures - 1, self._rng())
         until = now + dt.timedelta(seconds=wait)
         self._hold(until)  # before the store call: even if it fails, the sink waits
-        await self.store.outbox_retry([r.id for r in rows], until)
+        await claim.retry([r.id for r in rows], until)
         self._metrics.notification(self.sink, "retried", len(rows))
         log.warning(
             "alert_retry",
