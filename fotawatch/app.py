@@ -1,10 +1,14 @@
 """The composition root: the only module that constructs and wires fotawatch's parts.
 
 ``Daemon.run`` owns every lifecycle through one ``AsyncExitStack``: the aiohttp session, the
-store, the scheduler (and, in later layers, the HTTP server and alert dispatchers). Signals:
-SIGHUP reloads the config (an invalid one is logged and the old one kept), SIGTERM/SIGINT stop:
-scheduling stops, in-flight polls get until the request timeout (capped so the process exits
-within 10 s), everything is closed, and ``run`` returns 0.
+store, the HTTP server, the election. What polls and sends (baseline, scheduler, alert
+dispatchers, device polling, discovery) lives in a *term*, its own ``AsyncExitStack`` entered
+each time this instance becomes leader: always at once on SQLite; on PostgreSQL when it wins the
+advisory lock (``fotawatch.leader``). A term ends at a stop, or at once when leadership is lost:
+polls are cancelled, dispatchers stop mid-send (the claimed rows go back to the outbox), and
+campaign series leave /metrics. Signals: SIGHUP reloads the config (an invalid one is logged and
+the old one kept), SIGTERM/SIGINT stop: scheduling stops, in-flight polls get until the request
+timeout (capped so the process exits within 10 s), everything is closed, and ``run`` returns 0.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import structlog
@@ -32,13 +37,15 @@ from fotawatch.discovery import Discovery, merge_targets
 from fotawatch.errors import ConfigError
 from fotawatch.events import CampaignPolled, Event, EventHub, Subscriber
 from fotawatch.health import DaemonState
+from fotawatch.leader import Leadership
 from fotawatch.logs import Redactor
 from fotawatch.metrics import Metrics
 from fotawatch.model import CampaignKey
 from fotawatch.poller import ApiHealth, Poller, PollOutcome, Target
 from fotawatch.scheduler import PollScheduler, SchedulePolicy
 from fotawatch.server import Server, make_app, start
-from fotawatch.store.sqlite import SqliteStore
+from fotawatch.state import describe_state, dsn_secrets, leadership_for, open_state
+from fotawatch.store.base import Store
 from fotawatch.systemd import Notifier, run_watchdog, watchdog_interval
 from fotawatch.thingspace.auth import Credentials, ThingSpaceAuth
 from fotawatch.thingspace.client import RetryPolicy, ThingSpaceClient
@@ -72,6 +79,7 @@ def settings_secrets(settings: Settings) -> list[str]:
     values = [
         s.get_secret_value() for s in (ts.client_id, ts.client_secret, ts.username, ts.password)
     ]
+    values += dsn_secrets(settings)
     slack = settings.alerts.slack
     if slack is not None:
         values.append(slack.webhook_url.get_secret_value())
@@ -168,6 +176,8 @@ class Daemon:
         self.reload_ok_at: dt.datetime | None = None
         self.started = asyncio.Event()
         self.notifier = Notifier.from_env(self._environ)
+        self.leadership: Leadership | None = None
+        self.electing = False  # the election loop runs (a follower is healthy while it does)
 
     def load(self) -> Settings:
         """Read and validate the config file (raises ConfigError)."""
@@ -191,12 +201,14 @@ class Daemon:
             self.hub.subscribe(sub)
         async with contextlib.AsyncExitStack() as stack:
             session = await stack.enter_async_context(aiohttp.ClientSession())
-            store = await SqliteStore.open(self.settings.state_path)
-            stack.push_async_callback(store.close)
+            store = await stack.enter_async_context(open_state(self.settings))
+            assert store is not None
+            self._store = store
             client = build_client(self.settings, session, self.hub.emit)
             self.redactor.add(*client.auth.secrets)
             self.alerts = AlertService(self.settings.alerts, store, session, metrics=self.metrics)
             self.hub.subscribe(self.alerts.on_event)
+            self.hub.subscribe(self._device_event)
             self.poller = Poller(
                 client,
                 store,
@@ -204,15 +216,13 @@ class Daemon:
                 api_health=ApiHealth(_api_down_after(self.settings), self.hub.emit),
                 outbox_for=self.alerts.outbox_for,
             )
-            targets, devices = await self._start_progress(store)
-            self.metrics.sync(t.key for t in targets)
             self.metrics.add_sinks(self.alerts.sinks)
-            self.metrics.set_queue_depths(self.alerts.depths)
             campaigns = CampaignSource(
                 views=self.state.views,
                 polling=self.state.polling,
                 history=store_history(store),
                 progress=self._progress,
+                role=self.state.role,
             )
             app = make_app(
                 registry=self.registry,
@@ -229,52 +239,137 @@ class Daemon:
             self._session = session
             self._install_signals()
             stack.callback(self._remove_signals)
-            # READY as systemd means it: config loaded, store open, HTTP bound. Loading the
-            # baseline and scheduling thousands of jobs follows; /readyz says when polling is up.
-            self.notifier.ready(status=f"starting {len(targets)} campaigns")
-            await self.poller.load(targets)
-            stack.push_async_callback(self.poller.close)  # runs after the scheduler stopped
-            # re-arm conditions (the failure rate too) from the store
-            self.alerts.prime(self.poller.views.values(), devices.latest)
-            # Entered before the scheduler, so unwound after it: alerts of the last polls go out.
-            await stack.enter_async_context(self.alerts)
-            self.scheduler = PollScheduler(self._poll, _policy(self.settings), self.hub.emit)
-            self._schedule(targets)
-            self.scheduler.start()
-            stack.push_async_callback(self.scheduler.shutdown, SHUTDOWN_DEADLINE)
+            self.leadership = leadership_for(self.settings)
+            stack.push_async_callback(self.leadership.close)  # after the last term ended
+            # READY as systemd means it: config loaded, store open, HTTP bound. Leading (the
+            # baseline, thousands of jobs) follows; /readyz says when polling is up.
+            self.notifier.ready(status="starting")
             self._start_watchdog(stack)
-            self.notifier.status(f"watching {len(targets)} campaigns")
             log.info(
                 "fotawatch_started",
                 version=__version__,
-                campaigns=len(targets),
-                state_path=str(self.settings.state_path),
+                campaigns=len(self.settings.campaigns),
+                state=describe_state(self.settings),
             )
             self.started.set()
             if self._reload_pending:  # a SIGHUP that arrived while starting
                 self._reload_pending = False
                 self.request_reload()
-            await self._stop.wait()
-            self.notifier.stopping()
-            log.info("fotawatch_stopping")
+            self.electing = True
+            try:
+                await self._elect(self.leadership)
+            finally:
+                self.electing = False
         for task in list(self._tasks):
             task.cancel()
         log.info("fotawatch_stopped")
         return 0
 
+    # --- leading ---------------------------------------------------------------------------
+
+    async def _elect(self, leadership: Leadership) -> None:
+        """Lead whenever elected, until stopped: one term per leadership."""
+        stopping: asyncio.Task[Any] = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not self._stop.is_set():
+                acquiring = asyncio.ensure_future(leadership.acquire())
+                await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not acquiring.done():
+                    acquiring.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await acquiring
+                    break
+                lost = acquiring.result()
+                await self._term(lost, stopping)
+        finally:
+            stopping.cancel()
+        self.notifier.stopping()
+        log.info("fotawatch_stopping")
+
+    async def _term(self, lost: asyncio.Event, stopping: asyncio.Task[Any]) -> None:
+        """Poll and send until stopped (a graceful end) or ``lost`` (an immediate one)."""
+        assert self.settings is not None
+        if self.state.role():
+            self.notifier.status("leader: starting")
+        losing: asyncio.Task[Any] = asyncio.ensure_future(lost.wait())
+        try:
+            async with contextlib.AsyncExitStack() as term:
+                term.callback(self._end_term)
+                await self._begin_term(term, lambda: 0.0 if lost.is_set() else SHUTDOWN_DEADLINE)
+                await asyncio.wait({losing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if lost.is_set():
+                    self.notifier.status("follower: leadership lost, standing by")
+        finally:
+            losing.cancel()
+        if self.state.role() == "follower":
+            self.notifier.status("follower: standing by")
+
+    async def _begin_term(
+        self, term: contextlib.AsyncExitStack, deadline: Callable[[], float]
+    ) -> None:
+        """Baseline from the store (another leader may have moved it on), then poll and send.
+
+        Unwound in reverse: the scheduler stops first (``deadline()`` s for in-flight polls: 0
+        when leadership was lost), then the dispatchers, then the buffered writes.
+        """
+        assert self.settings is not None
+        assert self.poller is not None
+        assert self.alerts is not None
+        targets, devices = await self._start_progress(self._store)
+        self.metrics.sync(t.key for t in targets)
+        await self.poller.load(targets)
+        term.push_async_callback(self.poller.close)  # runs after the scheduler stopped
+        # re-arm conditions (the failure rate too) from the store
+        self.alerts.prime(self.poller.views.values(), devices.latest)
+        # Entered before the scheduler, so unwound after it: alerts of the last polls go out.
+        await term.enter_async_context(self.alerts)
+        self.metrics.set_queue_depths(self.alerts.depths)
+        self.scheduler = PollScheduler(self._poll, _policy(self.settings), self.hub.emit)
+        self._schedule(targets)
+        self.scheduler.start()
+        scheduler = self.scheduler
+
+        async def stop_polling() -> None:
+            await scheduler.shutdown(deadline())
+
+        term.push_async_callback(stop_polling)
+        self.notifier.status(f"watching {len(targets)} campaigns")
+        log.info("polling_started", campaigns=len(targets), role=self.state.role() or "single")
+
+    def _end_term(self) -> None:
+        """A follower exports no campaign series and keeps no views: the leader owns them."""
+        if self.poller is not None:
+            self.poller.sync([])
+        self.metrics.sync([])
+        self.metrics.set_devices(tuple)
+        self.metrics.set_queue_depths(dict)  # a follower's dispatchers are idle: no depth
+        self.scheduler = None
+        self.device_watch = None
+        self.polled_since_start.clear()
+
+    def _device_event(self, event: Event) -> None:
+        """The hub's one subscription for device polling, whichever term's watch is current."""
+        if self.device_watch is not None:
+            self.device_watch.on_event(event)
+
     def _start_watchdog(self, stack: contextlib.AsyncExitStack) -> None:
-        """Ping systemd's watchdog from the event loop while the scheduler runs."""
+        """Ping systemd's watchdog from the event loop while the daemon is healthy."""
         interval = watchdog_interval(self._environ)
         if interval is None:
             return
-        scheduler = self.scheduler
-        assert scheduler is not None
         task = asyncio.get_running_loop().create_task(
-            run_watchdog(self.notifier, interval, health=lambda: scheduler.running)
+            run_watchdog(self.notifier, interval, health=lambda: self._watchdog_healthy)
         )
         stack.callback(task.cancel)
 
-    async def _start_progress(self, store: SqliteStore) -> tuple[list[Target], DevicePoller]:
+    @property
+    def _watchdog_healthy(self) -> bool:
+        """A leader's scheduler runs; a follower's election runs; starting counts as healthy."""
+        if self.scheduler is None:
+            return not self.started.is_set() or self.electing
+        return self.scheduler.running
+
+    async def _start_progress(self, store: Store) -> tuple[list[Target], DevicePoller]:
         """Device progress and discovery (issue 8): the configured + discovered targets."""
         assert self.settings is not None
         assert self.alerts is not None
@@ -303,7 +398,6 @@ class Daemon:
             self.devices, self.scheduler, interval=polling.devices_interval_seconds,
             intervals=device_intervals(self.settings), jitter=polling.jitter_seconds,
         )  # fmt: skip
-        self.hub.subscribe(self.device_watch.on_event)
         self.device_watch.sync(targets)
         self.scheduler.sync(targets)
         self._schedule_discovery()
@@ -400,7 +494,6 @@ class Daemon:
     def _reload_once(self) -> bool:
         assert self.settings is not None
         assert self.poller is not None
-        assert self.scheduler is not None
         try:
             new = self.load()
         except ConfigError as err:
@@ -416,9 +509,13 @@ class Daemon:
         # Closing the old circuit says so (log, metric, the condition's "resolved" message)
         # when the fix was new credentials, which come with a new client.
         old_auth.reset()
-        for key in ("state_path", "metrics", "alerts"):
+        for key in ("state_path", "state_dsn", "ha", "metrics", "alerts"):
             if getattr(new, key) != getattr(old, key):
                 log.warning("config_change_needs_restart", key=key)
+        self.reload_ok, self.reload_ok_at = True, dt.datetime.now(dt.UTC)
+        if self.scheduler is None:  # a follower: the next term starts from the new settings
+            log.info("config_reloaded", campaigns=len(new.campaigns), role="follower")
+            return True
         assert self.discovery is not None
         assert self.device_watch is not None
         self.discovery.configure(accounts=new.accounts, interval=new.polling.interval_seconds,
@@ -430,6 +527,5 @@ class Daemon:
         self.scheduler.policy = _policy(new)
         self._apply_targets(targets)
         self._schedule_discovery()
-        self.reload_ok, self.reload_ok_at = True, dt.datetime.now(dt.UTC)
         log.info("config_reloaded", campaigns=len(targets))
         return True

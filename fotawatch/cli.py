@@ -1,8 +1,13 @@
-"""Command line: run | check-config | test-alert | status | history | simulate | demo.
+"""Command line: run | check-config | test-alert | status | history | migrate-state | simulate |
+demo.
 
 ``status --url http://HOST:PORT`` reads a running daemon's ``/api/v1/campaigns`` instead of
 polling ThingSpace (same table, same ``--json`` rows); ``--user`` with the password in
 ``$FOTAWATCH_PASSWORD`` when the daemon asks for basic auth, ``--cacert`` for its TLS CA.
+
+``migrate-state --from STATE_DB --to postgresql://...`` copies a single instance's SQLite state
+into an empty PostgreSQL database (docs/ha.md); the password is best left to libpq
+(``PGPASSWORD``, ``~/.pgpass``) so that it is not on the command line.
 
 Exit codes: 0 success, 78 (EX_CONFIG) for a bad config, 1 for anything else. A bad config is
 reported as one line on stderr naming the key, never with a traceback.
@@ -56,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     history = with_config("history", "print the recorded transitions of a campaign")
     history.add_argument("campaign_id")
     history.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    migrate = sub.add_parser(
+        "migrate-state",
+        help="copy a SQLite state file into an empty PostgreSQL database",
+        description="Copy a SQLite state file (campaigns, transitions, outbox, devices,"
+        " discoveries) into an empty PostgreSQL database, in one transaction. Stop fotawatch"
+        " first. Give the password through PGPASSWORD or ~/.pgpass, not in the DSN.",
+    )
+    migrate.add_argument("--from", dest="source", type=Path, required=True, metavar="STATE_DB",
+                         help="the SQLite state file (state_path)")  # fmt: skip
+    migrate.add_argument("--to", dest="target", required=True, metavar="DSN",
+                         help="postgresql://USER@HOST:PORT/DB (state_dsn)")  # fmt: skip
     sim = sub.add_parser("simulate", help="serve a simulated ThingSpace API")
     sim.add_argument("--port", type=int, default=8080)
     sim.add_argument("--host", default="127.0.0.1")
@@ -86,6 +102,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "test-alert": lambda a: asyncio.run(_test_alert(a.config)),
         "status": lambda a: asyncio.run(_status(a)),
         "history": lambda a: asyncio.run(_history(a.config, a.campaign_id, as_json=a.json)),
+        "migrate-state": _migrate,
         "simulate": _simulate,
         "demo": _demo,
     }
@@ -131,10 +148,37 @@ def _run(config: Path) -> int:
 
 
 def _check_config(config: Path) -> int:
+    from fotawatch.state import describe_state  # noqa: PLC0415
+
     settings = _load(config)
     print(  # noqa: T201
-        f"{config}: OK ({len(settings.campaigns)} campaigns, state at {settings.state_path})"
+        f"{config}: OK ({len(settings.campaigns)} campaigns, state at {describe_state(settings)})"
     )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    source, target = args.source, args.target
+    if not target.startswith(("postgresql://", "postgres://")):
+        print("fotawatch: --to must be a postgresql:// URI", file=sys.stderr)  # noqa: T201
+        return 2
+    if not source.is_file():
+        print(f"fotawatch: --from {source}: no such file", file=sys.stderr)  # noqa: T201
+        return 1
+    return asyncio.run(_migrate_state(source, target))
+
+
+async def _migrate_state(source: Path, target: str) -> int:
+    from fotawatch.errors import StoreError  # noqa: PLC0415
+    from fotawatch.store.migrate import migrate_state  # noqa: PLC0415
+
+    try:
+        counts = await migrate_state(source, target)
+    except StoreError as err:
+        print(f"fotawatch: migrate-state failed: {err}", file=sys.stderr)  # noqa: T201
+        return 1
+    moved = ", ".join(f"{count} {table}" for table, count in counts.items())
+    print(f"fotawatch: copied {source} to PostgreSQL: {moved}")  # noqa: T201
     return 0
 
 

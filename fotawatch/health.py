@@ -46,6 +46,23 @@ class DaemonState:
     def reload_ok_at(self) -> dt.datetime | None:
         return self._daemon.reload_ok_at
 
+    @property
+    def leader(self) -> bool:
+        leadership = self._daemon.leadership
+        return leadership is not None and leadership.leader
+
+    @property
+    def leader_changes(self) -> int:
+        leadership = self._daemon.leadership
+        return 0 if leadership is None else leadership.changes
+
+    def role(self) -> str:
+        """``leader``/``follower`` with several instances (PostgreSQL); empty on SQLite."""
+        leadership = self._daemon.leadership
+        if leadership is None or not leadership.ha:
+            return ""
+        return "leader" if leadership.leader else "follower"
+
     def views(self) -> Iterable[CampaignView]:
         poller = self._daemon.poller
         return () if poller is None else poller.views.values()
@@ -55,6 +72,8 @@ class DaemonState:
         return scheduler is not None and scheduler.polling(key)
 
     def healthy(self) -> tuple[bool, str]:
+        if self.role() == "follower":
+            return self._daemon.electing, "ok" if self._daemon.electing else "election stopped"
         scheduler = self._daemon.scheduler
         if scheduler is None or not scheduler.running:
             return False, "scheduler not running"
@@ -62,6 +81,8 @@ class DaemonState:
 
     def ready(self) -> tuple[bool, str]:
         d = self._daemon
+        if self.role() == "follower":
+            return True, "ready: follower, standing by (another instance leads)"
         if d.settings is None or d.poller is None or d.scheduler is None:
             return False, "starting: config, store or scheduler not up yet"
         circuit = d.poller.client.auth.circuit
@@ -70,7 +91,7 @@ class DaemonState:
         waiting = len(d.poller.views.keys() - d.polled_since_start)
         if waiting:
             return False, f"waiting for first poll of {waiting} of {len(d.poller.views)} campaigns"
-        return True, "ready"
+        return True, "ready: leader" if self.role() else "ready"
 
     def campaign_count(self) -> int:
         poller = self._daemon.poller

@@ -40,7 +40,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as text_latest
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
@@ -115,6 +115,9 @@ _HELP = {
     "fotawatch_config_last_reload_success_timestamp_seconds":
         "When the configuration was last loaded successfully.",
     "fotawatch_build_info": "The running fotawatch version; always 1.",
+    "fotawatch_leader": "1 while this instance leads (polls, sends, exports campaigns), else 0;"
+        " always 1 on SQLite.",
+    "fotawatch_leader_changes": "Times this instance became leader or stopped being leader.",
     "fotawatch_notifications": "Notification delivery attempts by outcome.",
     "fotawatch_notification_queue_depth": "Notifications waiting for delivery.",
     "fotawatch_notification_latency_seconds":
@@ -170,6 +173,10 @@ class DaemonStatus(Protocol):
     def reload_ok(self) -> bool: ...
     @property
     def reload_ok_at(self) -> dt.datetime | None: ...
+    @property
+    def leader(self) -> bool: ...
+    @property
+    def leader_changes(self) -> int: ...
 
 
 # ---------------------------------------------------------------- campaign state
@@ -535,6 +542,10 @@ class DaemonCollector:
             _gauge("fotawatch_api_up", float(s.api_up)),
             _gauge("fotawatch_config_last_reload_successful", float(s.reload_ok)),
             _gauge("fotawatch_config_last_reload_success_timestamp_seconds", _at(s.reload_ok_at)),
+            _gauge("fotawatch_leader", float(s.leader)),
+            CounterMetricFamily(
+                "fotawatch_leader_changes", _HELP["fotawatch_leader_changes"], s.leader_changes
+            ),
             info,
         ]
 

@@ -62,6 +62,7 @@ class ServerStatus(Protocol):
     def healthy(self) -> tuple[bool, str]: ...
     def ready(self) -> tuple[bool, str]: ...
     def campaign_count(self) -> int: ...
+    def role(self) -> str: ...
 
 
 def _preferences(header: str) -> dict[str, float]:
@@ -145,18 +146,23 @@ class _Endpoints:
 
     async def readyz(self, _: web.Request) -> web.Response:
         ok, reason = self.status.ready()
-        return _plain(200, "ready") if ok else _plain(503, reason)
+        response = _plain(200, reason or "ready") if ok else _plain(503, reason)
+        if self.status.role():
+            response.headers["Fotawatch-Role"] = self.status.role()
+        return response
 
     async def index(self, _: web.Request) -> web.Response:
         version = html.escape(self.status.version)
         count = self.status.campaign_count()
+        role = html.escape(self.status.role())
         links = "".join(
             f'<li><a href="{path}">{path}</a></li>' for path in ("metrics", "healthz", "readyz")
         )
         page = (
             '<!DOCTYPE html><html><head><meta charset="utf-8"><title>fotawatch</title></head>'
             f"<body><h1>fotawatch</h1><p>Version {version}; watching {count} campaign"
-            f"{'' if count == 1 else 's'}.</p><ul>{links}</ul></body></html>\n"
+            f"{'' if count == 1 else 's'}{f'; {role}' if role else ''}.</p><ul>{links}</ul>"
+            "</body></html>\n"
         )
         return web.Response(text=page, content_type="text/html")
 

@@ -26,8 +26,8 @@ from fotawatch.devices import DeviceCounts, aggregate
 from fotawatch.errors import ApiError, FotawatchError
 from fotawatch.events import Event
 from fotawatch.model import Campaign, CampaignKey, CampaignStatus, is_final
+from fotawatch.state import open_state
 from fotawatch.store.base import CampaignRecord
-from fotawatch.store.sqlite import SqliteStore
 from fotawatch.thingspace.client import ThingSpaceClient
 
 __all__ = [
@@ -55,13 +55,10 @@ _Stored = tuple[dict[CampaignKey, CampaignRecord], dict[CampaignKey, DeviceCount
 
 
 async def _stored(settings: Settings) -> _Stored:
-    if not settings.state_path.exists():
-        return {}, {}
-    store = await SqliteStore.open(settings.state_path)
-    try:
+    async with open_state(settings, existing=True) as store:
+        if store is None:
+            return {}, {}
         return await store.load(), await store.latest_device_counts()
-    finally:
-        await store.close()
 
 
 def _devices_on(settings: Settings, key: CampaignKey) -> bool:
@@ -247,13 +244,10 @@ def render_table(rows: Sequence[dict[str, Any]]) -> str:
 
 async def read_history(settings: Settings, campaign_id: str) -> list[dict[str, Any]]:
     """Recorded transitions of ``campaign_id``, oldest first."""
-    if not settings.state_path.exists():
-        return []
-    store = await SqliteStore.open(settings.state_path)
-    try:
+    async with open_state(settings, existing=True) as store:
+        if store is None:
+            return []
         return [transition_to_dict(t) for t in await store.transitions(campaign_id)]
-    finally:
-        await store.close()
 
 
 def render_history(rows: Sequence[dict[str, Any]]) -> str:

@@ -193,8 +193,13 @@ def _credentials(tmp_path: Path) -> Path:
     directory = tmp_path / "credentials"
     directory.mkdir(exist_ok=True)
     for key, name in CREDENTIAL_NAMES.items():
-        (directory / name).write_text(f"https://cred.example/{key}\n", encoding="utf-8")
+        (directory / name).write_text(f"{_credential(key)}\n", encoding="utf-8")
     return directory
+
+
+def _credential(key: str) -> str:
+    scheme = "postgresql" if key == "state_dsn" else "https"
+    return f"{scheme}://cred.example/{key}"
 
 
 def bad(
@@ -218,6 +223,8 @@ BAD_CONFIGS = [
     bad("yaml-syntax", MINIMAL + "polling: [\n", "", "fotawatch.yaml:10:1: expected the node"),
     bad("top-level-list", "- thingspace\n- campaigns\n", "", "top level must be a mapping"),
     bad("empty-file", "# nothing here\n", "", "config file is empty"),
+    bad("impossible-date", MINIMAL + "polling: {note: 2001-13-01}\n", "",
+        "a value cannot be read: month must be in 1..12"),
     bad("billion-laughs", BILLION_LAUGHS, "", "expands to more than 100000 nodes"),
     bad("too-many-aliases", "a: &a x\nb: [" + ", ".join(["*a"] * 101) + "]\n", "",
         "more than 100 aliases"),
@@ -317,6 +324,14 @@ BAD_CONFIGS = [
         "must be one of 'debug', 'info', 'warning' or 'error'"),
     bad("base-url-not-http", MINIMAL.replace("thingspace:\n", "thingspace:\n  base_url: ftp://x\n"),
         "thingspace.base_url", "must be an http:// or https:// URL"),
+    bad("state-dsn-not-postgres", MINIMAL + "state_dsn: mysql://u:pw-Tu54-distinct@db/x\n",
+        "state_dsn", "must be a postgresql:// URI"),
+    bad("state-dsn-and-path", MINIMAL + "state_path: s.db\nstate_dsn: postgresql://db/x\n",
+        "state_dsn", "set either state_path (SQLite) or state_dsn (PostgreSQL), not both"),
+    bad("state-dsn-file-missing", MINIMAL + "state_dsn_file: absent\n", "state_dsn_file",
+        "cannot read"),
+    bad("takeover-too-short", MINIMAL + "state_dsn: postgresql://db/x\nha: {takeover_seconds: 1}\n",
+        "ha.takeover_seconds", "must be at least 3, got 1"),
 ]
 
 
@@ -335,6 +350,25 @@ def test_bad_config_names_the_key(
     assert (key, True) == (caught.value.key, fragment in message), message
     assert "\n" not in message
     assert [] == [value for value in SECRETS.values() if value in message]
+
+
+def test_state_dsn_from_a_file_or_a_credential(tmp_path: Path) -> None:
+    """state_dsn_file reads the DSN; the state-dsn credential applies unless state_path is set."""
+    (tmp_path / "dsn").write_text("postgresql://fw:pw-Tu54-distinct@db:5432/fw\n", encoding="utf-8")
+    from_file = load(tmp_path, MINIMAL + "state_dsn_file: dsn\n")
+    environ = {**SECRETS, "CREDENTIALS_DIRECTORY": str(_credentials(tmp_path))}
+    from_credential = load(tmp_path, MINIMAL, environ=environ)
+    sqlite = load(tmp_path, MINIMAL + "state_path: s.db\n", environ=environ)
+
+    assert from_file.state_dsn is not None
+    assert from_credential.state_dsn is not None
+    assert (
+        "postgresql://fw:pw-Tu54-distinct@db:5432/fw", _credential("state_dsn"), None,
+    ) == (
+        from_file.state_dsn.get_secret_value(), from_credential.state_dsn.get_secret_value(),
+        sqlite.state_dsn,
+    )  # fmt: skip
+    assert "pw-Tu54-distinct" not in repr(from_file)
 
 
 def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
@@ -438,7 +472,8 @@ def test_credentials_directory_supplies_secrets(tmp_path: Path) -> None:
         "thingspace.username": settings.thingspace.username.get_secret_value(),
         "thingspace.password": settings.thingspace.password.get_secret_value(),
         "alerts.slack.webhook_url": settings.alerts.slack.webhook_url.get_secret_value(),
-    } == {key: f"https://cred.example/{key}" for key in CREDENTIAL_NAMES}
+        "state_dsn": settings.state_dsn.get_secret_value() if settings.state_dsn else None,
+    } == {key: _credential(key) for key in CREDENTIAL_NAMES}
 
 
 def test_credential_is_ignored_without_slack_section(tmp_path: Path) -> None:

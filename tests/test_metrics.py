@@ -37,6 +37,8 @@ class DaemonFake:
     api_up: bool = True
     reload_ok: bool = True
     reload_ok_at: dt.datetime | None = T0
+    leader: bool = True
+    leader_changes: int = 1
 
 
 def key(cid: str, account: str = ACCOUNT) -> CampaignKey:

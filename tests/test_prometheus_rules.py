@@ -50,6 +50,8 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "fotawatch_build_info": ("gauge", frozenset({"version"})),
     "fotawatch_config_last_reload_successful": ("gauge", frozenset()),
     "fotawatch_config_last_reload_success_timestamp_seconds": ("gauge", frozenset()),
+    "fotawatch_leader": ("gauge", frozenset()),
+    "fotawatch_leader_changes_total": ("counter", frozenset()),
     "fotawatch_notifications_total": ("counter", frozenset({"sink", "result"})),
     "fotawatch_notification_queue_depth": ("gauge", frozenset({"sink"})),
     "fotawatch_notification_latency_seconds": ("histogram", frozenset({"sink"})),

@@ -57,6 +57,9 @@ class FakeStatus:
         self._check()
         return self.campaigns
 
+    def role(self) -> str:
+        return ""
+
 
 @dataclass
 class DaemonFake:
@@ -65,6 +68,8 @@ class DaemonFake:
     api_up: bool = True
     reload_ok: bool = True
     reload_ok_at: dt.datetime | None = None
+    leader: bool = True
+    leader_changes: int = 1
 
 
 def registry_with_campaigns(n: int = 20) -> CollectorRegistry:

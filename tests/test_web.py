@@ -406,6 +406,9 @@ class FixedStatus:
     def campaign_count(self) -> int:
         return 0
 
+    def role(self) -> str:
+        return ""
+
 
 @contextlib.asynccontextmanager
 async def static_pages(

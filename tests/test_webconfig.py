@@ -41,6 +41,9 @@ class Status:
     def campaign_count(self) -> int:
         return 0
 
+    def role(self) -> str:
+        return ""
+
 
 class Daemon:
     version = "1.0"
@@ -48,6 +51,8 @@ class Daemon:
     api_up = True
     reload_ok = True
     reload_ok_at: dt.datetime | None = None
+    leader: bool = True
+    leader_changes: int = 1
 
 
 def write(path: Path, config: object) -> Path:

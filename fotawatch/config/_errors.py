@@ -21,7 +21,8 @@ from fotawatch.errors import ConfigError
 __all__ = ["SECRET_KEYS", "config_error"]
 
 SECRET_KEYS = frozenset(
-    {"client_id", "client_secret", "username", "password", "webhook_url", "url", "headers"}
+    {"client_id", "client_secret", "username", "password", "webhook_url", "url", "headers",
+     "state_dsn"}
 )
 """Key names whose values, and everything below them, are never echoed in an error."""
 

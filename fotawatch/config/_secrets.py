@@ -34,6 +34,7 @@ CREDENTIAL_NAMES: Mapping[str, str] = {
     "thingspace.username": "thingspace-username",
     "thingspace.password": "thingspace-password",
     "alerts.slack.webhook_url": "slack-webhook-url",
+    "state_dsn": "state-dsn",
 }
 """Secret key path -> systemd credential name looked up in ``$CREDENTIALS_DIRECTORY``."""
 
@@ -61,6 +62,9 @@ def resolve_secrets(data: dict[str, Any], environ: Mapping[str, str], base_dir: 
     alerts = data.get("alerts")
     if isinstance(alerts, dict):
         _resolve_alerts(alerts, sources)
+    # A state-dsn credential applies only where the config does not choose SQLite explicitly.
+    if "state_path" not in data or "state_dsn_file" in data:
+        _resolve(data, "", "state_dsn", sources)
 
 
 def _resolve_alerts(alerts: dict[str, Any], sources: _Sources) -> None:

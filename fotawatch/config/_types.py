@@ -25,6 +25,7 @@ __all__ = [
     "ListenAddress",
     "LogFormat",
     "LogLevel",
+    "PostgresDsn",
     "Regex",
     "Secret",
     "SinkName",
@@ -105,6 +106,19 @@ def _check_sink_url(secret: SecretStr) -> SecretStr:
     if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
         raise ValueError(f"must be an https:// URL unless {_LOOPBACK_HELP}")
     return secret
+
+
+def _check_postgres_dsn(secret: SecretStr) -> SecretStr:
+    """A libpq URI (``postgresql://`` or ``postgres://``); the rest is libpq's to judge at start.
+
+    The value is never echoed: it may hold a password.
+    """
+    dsn = secret.get_secret_value().strip()
+    if urlsplit(dsn).scheme not in {"postgresql", "postgres"}:
+        raise ValueError("must be a postgresql:// URI (libpq connection URI)")
+    if any(ch.isspace() or not ch.isprintable() for ch in dsn):
+        raise ValueError("must not contain spaces or control characters")
+    return SecretStr(dsn)
 
 
 def _check_base_url(url: str) -> str:
@@ -194,6 +208,7 @@ Duration = Annotated[
 ]
 Account = Annotated[str, BeforeValidator(_account_text), Field(min_length=1)]
 Secret = Annotated[SecretStr, Field(min_length=1)]
+PostgresDsn = Annotated[SecretStr, AfterValidator(_check_postgres_dsn)]
 SinkUrl = Annotated[SecretStr, AfterValidator(_check_sink_url)]
 BaseUrl = Annotated[str, AfterValidator(_check_base_url)]
 ListenAddress = Annotated[str, AfterValidator(_check_listen)]

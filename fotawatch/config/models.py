@@ -23,6 +23,7 @@ from fotawatch.config._types import (
     ListenAddress,
     LogFormat,
     LogLevel,
+    PostgresDsn,
     Regex,
     Secret,
     SinkName,
@@ -40,6 +41,7 @@ __all__ = [
     "AlertsSettings",
     "CampaignSettings",
     "FailureRateSettings",
+    "HaSettings",
     "LoggingSettings",
     "MetricsSettings",
     "PollingSettings",
@@ -329,14 +331,30 @@ class AlertsSettings(_Section):
         return cast("Mapping[str, float | None]", self.stuck_after).get(status)
 
 
+class HaSettings(_Section):
+    """Several instances on one PostgreSQL database (``state_dsn``): one leader polls and sends."""
+
+    takeover_seconds: float = Field(
+        default=15.0, ge=3, le=600,
+        description="Longest time from the leader's death to another instance leading.",
+    )  # fmt: skip
+
+
 class Settings(_Section):
     """Everything fotawatch reads from its config file."""
 
     filled_keys: ClassVar[tuple[str, ...]] = ("thingspace",)
+    secret_keys: ClassVar[tuple[str, ...]] = ("state_dsn",)
 
     thingspace: ThingSpaceSettings
     polling: PollingSettings = Field(default_factory=PollingSettings)
     state_path: Path = Path("/var/lib/fotawatch/state.db")
+    state_dsn: PostgresDsn | None = Field(
+        default=None,
+        description="postgresql://... : keep the state in PostgreSQL (several instances, one"
+        " leader) instead of the SQLite file at state_path.",
+    )
+    ha: HaSettings = Field(default_factory=HaSettings)
     campaigns: tuple[CampaignSettings, ...] = ()
     accounts: tuple[AccountSettings, ...] = ()
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
@@ -355,6 +373,9 @@ class Settings(_Section):
         _check_webhook_names(self.alerts.webhooks)
         _check_polling(self.polling)
         _check_retry(self.thingspace.retry)
+        if self.state_dsn is not None and "state_path" in self.model_fields_set:
+            raise ConfigError("state_dsn", "set either state_path (SQLite) or state_dsn"
+                              " (PostgreSQL), not both")
         return self
 
     def campaign_keys(self) -> tuple[CampaignKey, ...]:

@@ -78,6 +78,7 @@ class _Pages:
     def _page(self) -> Page:
         return Page(
             version=self.version,
+            role=self.source.role(),
             now=self.source.clock(),
             refresh_seconds=self.source.refresh_seconds,
         )

@@ -34,6 +34,7 @@ class Page:
     version: str
     now: dt.datetime
     refresh_seconds: float
+    role: str = ""  # "leader"/"follower" with several instances on PostgreSQL
 
 
 def _e(value: object) -> str:
@@ -80,7 +81,9 @@ def _layout(page: Page, *, title: str, base: str, body: str) -> str:
         )
         + f'</head><body data-refresh="{refresh}">'
         f'<header><h1><a href="{base or "./"}">fotawatch</a></h1>'
-        f"<p>version {_e(page.version)}</p>"
+        f"<p>version {_e(page.version)}"
+        + (f' · <span class="role">{_e(page.role)}</span>' if page.role else "")
+        + "</p>"
         f'<nav aria-label="Endpoints">{links}</nav></header>'
         '<p id="stale" class="stale" role="alert" hidden></p>'
         '<div id="announce" class="vh" aria-live="polite"></div>'

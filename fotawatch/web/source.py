@@ -71,6 +71,10 @@ def _unknown(_: CampaignKey) -> DeviceCounts | None:
     return None
 
 
+def _no_role() -> str:
+    return ""
+
+
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -85,6 +89,7 @@ class CampaignSource:
     polling: Callable[[CampaignKey], bool] = _always
     progress: ProgressSource = _unknown
     refresh_seconds: float = 30.0
+    role: Callable[[], str] = _no_role  # "leader"/"follower" with several instances, else ""
     clock: Callable[[], dt.datetime] = _utc_now
     history_limit: int = HISTORY_LIMIT
 
