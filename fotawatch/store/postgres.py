@@ -29,11 +29,12 @@ from typing import Any, Self
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from fotawatch.codec import campaign_from_dict, campaign_to_dict
+from fotawatch.codec import campaign_from_dict
 from fotawatch.devices import DeviceCounts
 from fotawatch.model import CampaignKey, Transition, TransitionKind
 from fotawatch.store import _pg
 from fotawatch.store import pg_schema as sql
+from fotawatch.store._encode import RowEncoder, succeeded
 from fotawatch.store._pg import dumps, encoding, ts
 from fotawatch.store.base import (
     CampaignRecord,
@@ -116,13 +117,13 @@ class PostgresStore:
     ) -> list[Transition]:
         op = "record polls"
         with encoding(op):  # everything is encoded before a connection is taken
-            runs = [(ok, [_poll_params(p) for p in run]) for ok, run in groupby(polls, _succeeded)]
+            runs = [(ok, [_ROWS.poll(p) for p in run]) for ok, run in groupby(polls, succeeded)]
             transitions = [p.transition for p in polls if p.transition is not None]
-            transition_rows = [_transition_params(t) for t in transitions]
-            outbox_rows = [_outbox_params(m) for m in outbox]
+            transition_rows = [_ROWS.transition(t) for t in transitions]
+            outbox_rows = [_ROWS.outbox(m) for m in outbox]
         async with self._transaction(op) as cur:
-            for succeeded, params in runs:  # runs keep the burst's order per campaign
-                await cur.executemany(sql.UPSERT_SUCCESS if succeeded else sql.UPSERT_FAILURE,
+            for ok, params in runs:  # runs keep the burst's order per campaign
+                await cur.executemany(sql.UPSERT_SUCCESS if ok else sql.UPSERT_FAILURE,
                                       params)  # fmt: skip
             recorded = await _insert_transitions(cur, transitions, transition_rows)
             await cur.executemany(sql.INSERT_OUTBOX, outbox_rows)
@@ -142,7 +143,7 @@ class PostgresStore:
     async def enqueue(self, outbox: Sequence[OutboxMessage]) -> int:
         op = "enqueue alerts"
         with encoding(op):
-            rows = [_outbox_params(m) for m in outbox]
+            rows = [_ROWS.outbox(m) for m in outbox]
         async with self._transaction(op) as cur:
             await cur.executemany(sql.INSERT_OUTBOX, rows)
             return max(cur.rowcount, 0)
@@ -213,7 +214,7 @@ class PostgresStore:
             changed = {"account": c.key.account, "campaign_id": c.key.campaign_id,
                        "changed_at": stamp, "devices": list(poll.changed),
                        "statuses": list(poll.changed.values())}  # fmt: skip
-            outbox_rows = [_outbox_params(m) for m in outbox]
+            outbox_rows = [_ROWS.outbox(m) for m in outbox]
         trim = {"campaign_id": c.key.campaign_id, "account": c.key.account, "keep": keep}
         async with self._transaction(op) as cur:
             await cur.execute(sql.INSERT_DEVICE_COUNTS, counts_row)
@@ -249,8 +250,8 @@ class PostgresStore:
     ) -> None:
         op = "record discovered campaigns"
         with encoding(op):
-            rows = [_discovered_params(r) for r in records]
-            outbox_rows = [_outbox_params(m) for m in outbox]
+            rows = [_ROWS.discovered(r) for r in records]
+            outbox_rows = [_ROWS.outbox(m) for m in outbox]
         async with self._transaction(op) as cur:
             await cur.executemany(sql.UPSERT_DISCOVERED, rows)
             await cur.executemany(sql.INSERT_OUTBOX, outbox_rows)
@@ -367,39 +368,7 @@ async def _insert_transitions(
 # --- encoding -------------------------------------------------------------------------------
 
 
-def _succeeded(poll: PollRecord) -> bool:
-    return poll.campaign is not None
-
-
-def _poll_params(poll: PollRecord) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "account": poll.key.account,
-        "campaign_id": poll.key.campaign_id,
-        "polled_at": ts(poll.polled_at),
-        "result": poll.result,
-        "missing": poll.missing,
-    }
-    if poll.campaign is not None:
-        params["snapshot"] = dumps(campaign_to_dict(poll.campaign))
-        params["status"] = poll.campaign.status
-    return params
-
-
-def _transition_params(t: Transition) -> Row:
-    snapshot = None if t.campaign is None else dumps(campaign_to_dict(t.campaign))
-    return (t.account, t.campaign_id, t.seq, t.from_status, t.to_status, t.kind.value,
-            ts(t.observed_at), snapshot)  # fmt: skip
-
-
-def _discovered_params(r: DiscoveredRecord) -> Row:
-    c = r.campaign
-    return (c.account, c.campaign_id, dumps(campaign_to_dict(c)), r.watched, ts(r.first_seen),
-            ts(r.last_seen))  # fmt: skip
-
-
-def _outbox_params(m: OutboxMessage) -> Row:
-    created = ts(m.created_at)
-    return (m.sink, m.dedup_key, dumps(dict(m.payload)), created, created)
+_ROWS = RowEncoder(ts=ts, dumps=dumps)
 
 
 # --- decoding: psycopg has already decoded the JSON columns -------------------------------

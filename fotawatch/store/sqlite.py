@@ -37,11 +37,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from fotawatch.codec import campaign_from_dict, campaign_to_dict
+from fotawatch.codec import campaign_from_dict
 from fotawatch.devices import DeviceCounts
 from fotawatch.errors import StoreError
 from fotawatch.model import CampaignKey, Transition, TransitionKind
 from fotawatch.store import schema as sql
+from fotawatch.store._encode import RowEncoder, succeeded
 from fotawatch.store.base import (
     CampaignRecord,
     DevicePollRecord,
@@ -106,13 +107,13 @@ class SqliteStore:
     ) -> list[Transition]:
         op = "record polls"
         with _encoding(op, self.path):  # everything is encoded before the write lock is taken
-            runs = [(ok, [_poll_params(p) for p in run]) for ok, run in groupby(polls, _succeeded)]
+            runs = [(ok, [_ROWS.poll(p) for p in run]) for ok, run in groupby(polls, succeeded)]
             transitions = [p.transition for p in polls if p.transition is not None]
-            transition_rows = [_transition_params(t) for t in transitions]
-            outbox_rows = [_outbox_params(m) for m in outbox]
+            transition_rows = [_ROWS.transition(t) for t in transitions]
+            outbox_rows = [_ROWS.outbox(m) for m in outbox]
         with _transaction(self._conn, op, self.path) as conn:
-            for succeeded, params in runs:  # runs keep the burst's order per campaign
-                conn.executemany(sql.UPSERT_SUCCESS if succeeded else sql.UPSERT_FAILURE, params)
+            for ok, params in runs:  # runs keep the burst's order per campaign
+                conn.executemany(sql.UPSERT_SUCCESS if ok else sql.UPSERT_FAILURE, params)
             recorded = _insert_transitions(conn, transitions, transition_rows)
             conn.executemany(sql.INSERT_OUTBOX, outbox_rows)
         return recorded
@@ -132,7 +133,7 @@ class SqliteStore:
     async def enqueue(self, outbox: Sequence[OutboxMessage]) -> int:
         op = "enqueue alerts"
         with _encoding(op, self.path):
-            rows = [_outbox_params(m) for m in outbox]
+            rows = [_ROWS.outbox(m) for m in outbox]
         with _transaction(self._conn, op, self.path) as conn:
             return conn.executemany(sql.INSERT_OUTBOX, rows).rowcount
 
@@ -197,7 +198,7 @@ class SqliteStore:
             cutoff = None if since is None else _ts(since)
             changed = [(c.key.account, c.key.campaign_id, d, st, stamp)
                        for d, st in poll.changed.items()]  # fmt: skip
-            outbox_rows = [_outbox_params(m) for m in outbox]
+            outbox_rows = [_ROWS.outbox(m) for m in outbox]
         trim = {"campaign_id": c.key.campaign_id, "account": c.key.account, "keep": keep}
         with _transaction(self._conn, op, self.path) as conn:
             conn.execute(sql.INSERT_DEVICE_COUNTS, counts_row)
@@ -235,8 +236,8 @@ class SqliteStore:
     ) -> None:
         op = "record discovered campaigns"
         with _encoding(op, self.path):
-            rows = [_discovered_params(r) for r in records]
-            outbox_rows = [_outbox_params(m) for m in outbox]
+            rows = [_ROWS.discovered(r) for r in records]
+            outbox_rows = [_ROWS.outbox(m) for m in outbox]
         with _transaction(self._conn, op, self.path) as conn:
             conn.executemany(sql.UPSERT_DISCOVERED, rows)
             conn.executemany(sql.INSERT_OUTBOX, outbox_rows)
@@ -390,39 +391,7 @@ def _dumps(value: Any) -> str:
     return _JSON.encode(value)
 
 
-def _succeeded(poll: PollRecord) -> bool:
-    return poll.campaign is not None
-
-
-def _poll_params(poll: PollRecord) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "account": poll.key.account,
-        "campaign_id": poll.key.campaign_id,
-        "polled_at": _ts(poll.polled_at),
-        "result": poll.result,
-        "missing": poll.missing,
-    }
-    if poll.campaign is not None:
-        params["snapshot"] = _dumps(campaign_to_dict(poll.campaign))
-        params["status"] = poll.campaign.status
-    return params
-
-
-def _transition_params(t: Transition) -> tuple[Any, ...]:
-    snapshot = None if t.campaign is None else _dumps(campaign_to_dict(t.campaign))
-    return (t.account, t.campaign_id, t.seq, t.from_status, t.to_status, t.kind.value,
-            _ts(t.observed_at), snapshot)  # fmt: skip
-
-
-def _discovered_params(r: DiscoveredRecord) -> tuple[Any, ...]:
-    c = r.campaign
-    return (c.account, c.campaign_id, _dumps(campaign_to_dict(c)), r.watched, _ts(r.first_seen),
-            _ts(r.last_seen))  # fmt: skip
-
-
-def _outbox_params(m: OutboxMessage) -> tuple[Any, ...]:
-    created = _ts(m.created_at)
-    return (m.sink, m.dedup_key, _dumps(dict(m.payload)), created, created)
+_ROWS = RowEncoder(ts=_ts, dumps=_dumps)
 
 
 # --- decoding -------------------------------------------------------------------------------
