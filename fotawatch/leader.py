@@ -9,7 +9,9 @@ check, on both sides of the lock:
   connection ends the term at once; every ``check_interval`` it asks the server whether it still
   holds the lock and ends the term when the answer does not come within ``check_timeout``;
 - the server drops a dead leader's session, and with it the lock, after its TCP keepalives go
-  unanswered (``keepalives_idle + keepalives_count * keepalives_interval``, set per session);
+  unanswered (``keepalives_idle + keepalives_count * keepalives_interval``, set per session), or
+  after ``silence_ms`` without a query from a leader whose kernel still answers for it
+  (``idle_session_timeout``: a stopped or wedged process);
 - followers try the lock every ``retry`` seconds.
 
 With the default ``takeover=15`` the leader steps down within 5 s of losing the database
@@ -51,6 +53,11 @@ class Timing:
     @property
     def rejoin_delay(self) -> float:
         return 2.5 * self.retry
+
+    @property
+    def silence_ms(self) -> int:
+        """How long the server waits on a silent election session before it drops it (ms)."""
+        return round(self.takeover * 2 / 3 * 1000)
 
     @property
     def keepalives(self) -> dict[str, int]:

@@ -91,7 +91,10 @@ class PgLeader:
             f"-c tcp_keepalives_idle={keepalives['idle']}"
             f" -c tcp_keepalives_interval={keepalives['interval']}"
             f" -c tcp_keepalives_count={keepalives['count']}"
-            f" -c tcp_user_timeout={round(self.timing.takeover * 2 / 3 * 1000)}"
+            f" -c tcp_user_timeout={self.timing.silence_ms}"
+            # a leader process that stops talking (SIGSTOP, a wedged loop) while its kernel
+            # still answers keepalives loses its session, and the lock, all the same
+            f" -c idle_session_timeout={self.timing.silence_ms}"
         )
         conn = await asyncio.wait_for(
             psycopg.AsyncConnection.connect(

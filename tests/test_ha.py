@@ -10,6 +10,7 @@ table and what Slack received.
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 import time
@@ -155,7 +156,8 @@ class Cluster:
 
 async def _get(daemon: DaemonProcess, path: str) -> tuple[int, str, dict[str, str]]:
     port = daemon.events("http_listening")[-1]["port"]
-    async with aiohttp.ClientSession() as session, session.get(
+    timeout = aiohttp.ClientTimeout(total=3)  # a stopped process accepts, never answers
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
         f"http://127.0.0.1:{port}{path}"
     ) as resp:
         return resp.status, await resp.text(), dict(resp.headers)
@@ -164,7 +166,7 @@ async def _get(daemon: DaemonProcess, path: str) -> tuple[int, str, dict[str, st
 async def role(daemon: DaemonProcess) -> str:
     try:
         _, _, headers = await _get(daemon, "/readyz")
-    except aiohttp.ClientError:
+    except (aiohttp.ClientError, TimeoutError):
         return "down"
     return headers.get("Fotawatch-Role", "")
 
@@ -239,8 +241,12 @@ async def test_three_instances_send_one_message_per_transition(
         status, body, _ = await _get(followers[0], "/readyz")
         assert (200, True) == (status, body.startswith("ready: follower"))
         assert [] == [d for d in followers if d.events("alert_delivered")]
+        scraped = [(await _get(d, "/metrics"))[1] for d in cluster.daemons]
         for d in cluster.daemons:
             assert 0 == await d.stop()
+        said = "\n".join([*scraped, *(line for d in cluster.daemons for line in d.lines),
+                          *(d.stderr.decode(errors="replace") for d in cluster.daemons)])
+        assert (False, False) == (pg_server.password in said, pg_dsn in said)
 
 
 async def test_kill_9_of_the_leader_hands_over_within_the_bound(
@@ -303,6 +309,45 @@ async def test_a_leader_cut_off_from_the_database_stops_and_another_leads(
         assert stopped <= TAKEOVER, f"the old leader stopped after {stopped:.1f} s"
         assert (polls_then, True) == (polls_after, new_leader is not leader)
         exactly_once(cluster, delivered)
+        lost = leader.events("leadership_lost")[0]
+        assert (True, False) == (
+            "closed the connection" in lost["reason"], pg_server.password in str(lost)
+        ), lost
+
+
+async def test_a_frozen_leader_loses_the_lock_and_steps_down_when_it_wakes(
+    tmp_path: Path, pg_dsn: str, pg_server: PgServer
+) -> None:
+    """SIGSTOP: the leader's kernel still answers TCP keepalives, but its silent session is
+    dropped (idle_session_timeout) and a follower leads within the bound; on SIGCONT the old
+    leader notices at once and follows; nothing is lost or repeated."""
+    async with cluster_of(tmp_path, pg_dsn, pg_server, 2) as cluster:
+        leader = await one_leader(cluster.daemons, TAKEOVER)
+        await cluster.step()
+        await cluster.drained()
+
+        leader.signal(signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        try:
+            (follower,) = [d for d in cluster.daemons if d is not leader]
+            await wait_for(lambda: _is_leader(follower), TAKEOVER + 5, what="a new leader")
+            takeover = time.monotonic() - frozen_at
+            await cluster.step()
+        finally:
+            leader.signal(signal.SIGCONT)
+        await leader.wait_event("leadership_lost", timeout=TAKEOVER)
+        assert "follower" == await role(leader)
+        while any(cluster.position[c] + 1 < len(p) for c, p in zip(IDS, PATHS, strict=True)):
+            await cluster.step()
+        delivered = await cluster.drained()
+
+        print(f"SIGSTOP: another instance led after {takeover:.1f} s")
+        assert takeover <= TAKEOVER, f"takeover took {takeover:.1f} s"
+        exactly_once(cluster, delivered)
+
+
+async def _is_leader(daemon: DaemonProcess) -> bool:
+    return await role(daemon) == "leader"
 
 
 async def test_migrate_state_carries_a_sqlite_instance_over_without_repeats(
