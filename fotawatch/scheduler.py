@@ -1,9 +1,10 @@
 """When each campaign is polled: APScheduler 3.x, one interval job per campaign.
 
-Each job: ``IntervalTrigger(interval, jitter)``, ``max_instances=1`` (a slow poll is never
-overlapped by the next), ``coalesce=True`` (missed runs collapse into one), and an explicit
-``misfire_grace_time`` (APScheduler's default of 1 s would drop runs whenever the loop is busy).
-First runs are spread over the jitter so a start with many campaigns is not a thundering herd.
+Each job: an interval trigger anchored at the job's first run, ``max_instances=1`` (a slow poll
+is never overlapped by the next), ``coalesce=True`` (missed runs collapse into one), and an
+explicit ``misfire_grace_time`` (APScheduler's default of 1 s would drop runs whenever the loop
+is busy). First runs are spread over the jitter so a start with many campaigns is not a
+thundering herd; each campaign then keeps that phase, so every gap is exactly one interval.
 
 Lifecycle rules applied after every poll:
 - a final status is confirmed by ``final_confirmations`` more polls, then the job is removed
@@ -11,8 +12,8 @@ Lifecycle rules applied after every poll:
 - a campaign the API says is missing is polled every ``missing_interval`` until it reappears.
 
 Other periodic work (device reports, discovery) runs on the same scheduler through ``every`` and
-``cancel``: named interval jobs with the same jitter, ``max_instances=1`` and coalescing, whose
-runs are waited for at shutdown like polls.
+``cancel``: named interval jobs spread the same way, with ``max_instances=1`` and coalescing,
+whose runs are waited for at shutdown like polls.
 
 Shutdown pauses the scheduler, lets in-flight polls finish within a deadline, then cancels
 what is left (APScheduler's asyncio executor would cancel them at once).
@@ -130,12 +131,10 @@ class PollScheduler:
 
     def _add(self, target: Target) -> None:
         self._jobs[target.key] = _Job(target=target)
-        first = dt.datetime.now(dt.UTC) + dt.timedelta(
-            seconds=self._rng.uniform(0, min(self.policy.jitter, target.interval))
-        )
+        first = self._first(target.interval)
         self._scheduler.add_job(
             self._run,
-            self._trigger(target.interval),
+            self._trigger(target.interval, first),
             args=[target.key],
             id=str(target.key),
             name=str(target.key),
@@ -146,9 +145,21 @@ class PollScheduler:
             replace_existing=True,
         )
 
-    def _trigger(self, interval: float) -> IntervalTrigger:
-        jitter = min(self.policy.jitter, interval / 2) or None
-        return GridIntervalTrigger(seconds=interval, jitter=jitter, timezone=dt.UTC)
+    def _first(self, interval: float) -> dt.datetime:
+        """A random phase within the jitter (at most the interval) from now."""
+        phase = self._rng.uniform(0, min(self.policy.jitter, interval))
+        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=phase)
+
+    def _trigger(self, interval: float, first: dt.datetime | None = None) -> IntervalTrigger:
+        """Runs at ``first`` (default: a new random phase), then every ``interval``.
+
+        The jitter spreads the campaigns' phases, once; each campaign then keeps its phase, as
+        Prometheus keeps a target's scrape offset. Re-drawing a jitter for every run (APScheduler's
+        ``jitter=``) made the gap between two polls anything up to 1.5 intervals, and the alert
+        latency with it; a fixed phase keeps every gap one interval.
+        """
+        start = first or self._first(interval)
+        return GridIntervalTrigger(seconds=interval, start_date=start, timezone=dt.UTC)
 
     def _grace(self, interval: float) -> int:
         return max(1, round(self.policy.misfire_grace or interval))
@@ -176,12 +187,10 @@ class PollScheduler:
         look like a campaign key (``account/id``): use a prefix such as ``devices:``.
         """
         self._periodic[job_id] = run
-        first = first_run or dt.datetime.now(dt.UTC) + dt.timedelta(
-            seconds=self._rng.uniform(0, min(self.policy.jitter, interval))
-        )
+        first = first_run or self._first(interval)
         self._scheduler.add_job(
             self._run_periodic,
-            self._trigger(interval),
+            self._trigger(interval, first),
             args=[job_id],
             id=job_id,
             name=job_id,

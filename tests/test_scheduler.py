@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import random
 
-from fotawatch.scheduler import GridIntervalTrigger
+from fotawatch.model import CampaignKey
+from fotawatch.poller import PollOutcome, Target
+from fotawatch.scheduler import GridIntervalTrigger, PollScheduler, SchedulePolicy
 
 START = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 
@@ -35,3 +39,31 @@ def test_run_before_the_start_date_is_followed_by_the_start_date() -> None:
     trigger = GridIntervalTrigger(seconds=10, jitter=None, start_date=START, timezone=dt.UTC)
     early = START - dt.timedelta(seconds=9.5)
     assert START == trigger.get_next_fire_time(early, early)
+
+
+def test_each_campaign_keeps_one_phase_so_every_gap_is_one_interval() -> None:
+    """The jitter spreads 200 campaigns' first polls over 30 s; after that each is polled every
+    60 s exactly (a per-run jitter made gaps of up to 90 s, and alert latency with them)."""
+    scheduler = PollScheduler(_never, SchedulePolicy(jitter=30), lambda _: None,
+                              rng=random.Random(7))  # fmt: skip
+    now = dt.datetime.now(dt.UTC)
+    targets = [Target(key=CampaignKey(account="a", campaign_id=f"c{i}"), name=None, interval=60)
+               for i in range(200)]  # fmt: skip
+    scheduler.sync(targets)
+    jobs = [scheduler._scheduler.get_job(str(t.key)) for t in targets]
+    firsts = [job.next_run_time for job in jobs]
+
+    gaps = set()
+    for job, first in zip(jobs, firsts, strict=True):
+        runs = [first]
+        for _ in range(50):
+            runs.append(job.trigger.get_next_fire_time(runs[-1], runs[-1]))
+        gaps |= {(b - a).total_seconds() for a, b in itertools.pairwise(runs)}
+    offsets = sorted((f - now).total_seconds() for f in firsts)
+
+    assert {60.0} == gaps
+    assert (True, True) == (offsets[0] < 3, 27 < offsets[-1] <= 30)
+
+
+async def _never(_: Target) -> PollOutcome:
+    raise AssertionError("not polled in this test")

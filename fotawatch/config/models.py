@@ -150,7 +150,10 @@ class PollingSettings(_Section):
 
     interval_seconds: float = Field(default=300.0, ge=1)
     jitter_seconds: float = Field(
-        default=15.0, ge=0, description="Random delay before each poll; at most its interval."
+        default=15.0,
+        ge=0,
+        description="Spread of the campaigns' first polls (each keeps its phase); at most its"
+        " interval.",
     )
     misfire_grace_seconds: float | None = Field(
         default=None, gt=0, description="How late a poll may still run; default: its interval."
