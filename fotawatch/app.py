@@ -5,10 +5,11 @@ store, the HTTP server, the election. What polls and sends (baseline, scheduler,
 dispatchers, device polling, discovery) lives in a *term*, its own ``AsyncExitStack`` entered
 each time this instance becomes leader: always at once on SQLite; on PostgreSQL when it wins the
 advisory lock (``fotawatch.leader``). A term ends at a stop, or at once when leadership is lost:
-polls are cancelled, dispatchers stop mid-send (the claimed rows go back to the outbox), and
-campaign series leave /metrics. Signals: SIGHUP reloads the config (an invalid one is logged and
-the old one kept), SIGTERM/SIGINT stop: scheduling stops, in-flight polls get until the request
-timeout (capped so the process exits within 10 s), everything is closed, and ``run`` returns 0.
+polls are cancelled, dispatchers start no new send (one in flight is answered and marked, its
+rows locked to this instance meanwhile), and campaign series leave /metrics. Signals: SIGHUP
+reloads the config (an invalid one is logged and the old one kept), SIGTERM/SIGINT stop:
+scheduling stops, in-flight polls get until the request timeout (capped so the process exits
+within 10 s), everything is closed, and ``run`` returns 0.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from fotawatch import __version__
+from fotawatch.alerts.senders import DEFAULT_TIMEOUT
 from fotawatch.alerts.service import AlertService
 from fotawatch.config import Settings, load_settings
 from fotawatch.device_poller import DevicePoller
@@ -58,6 +60,7 @@ __all__ = ["Daemon", "build_client", "settings_secrets", "targets_of"]
 
 log = structlog.get_logger("fotawatch.app")
 SHUTDOWN_DEADLINE = 8.0  # seconds for in-flight polls; the whole stop stays under 10 s
+DRAIN_ON_LOSS = DEFAULT_TIMEOUT + 1  # a send in flight when leadership is lost: its answer
 
 
 def targets_of(settings: Settings) -> list[Target]:
@@ -297,6 +300,10 @@ class Daemon:
                 term.callback(self._end_term)
                 await self._begin_term(term, lambda: 0.0 if lost.is_set() else SHUTDOWN_DEADLINE)
                 await asyncio.wait({losing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                assert self.alerts is not None
+                # Lost: no new poll or send, but a send in flight is answered and marked (its
+                # rows are locked to us meanwhile), else the next leader would repeat it.
+                self.alerts.drain_seconds = DRAIN_ON_LOSS if lost.is_set() else 0.0
                 if lost.is_set():
                     self.notifier.status("follower: leadership lost, standing by")
         finally:

@@ -11,6 +11,7 @@ import psycopg
 import structlog
 
 from fotawatch.leader import Timing
+from fotawatch.store._pg import Dsn
 
 __all__ = ["LOCK_KEY", "PgLeader"]
 
@@ -30,6 +31,7 @@ class PgLeader:
 
     def __init__(self, dsn: str, timing: Timing | None = None, *, name: str | None = None) -> None:
         self._dsn = dsn
+        self._target = Dsn(dsn)  # what keeps the DSN out of messages
         self.timing = timing or Timing()
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.leader = False
@@ -77,7 +79,7 @@ class PgLeader:
             await self._disconnect()
             if not self._unreachable:
                 self._unreachable = True
-                log.error("leader_election_db_unreachable", error=_reason(err),  # noqa: TRY400
+                log.error("leader_election_db_unreachable", error=self._reason(err),  # noqa: TRY400
                           retry_in=self.timing.retry)  # fmt: skip
             return False
         if self._unreachable:
@@ -151,7 +153,7 @@ class PgLeader:
                     reason = "advisory lock no longer held"
                     break
         except (psycopg.Error, OSError, TimeoutError) as err:
-            reason = _reason(err)
+            reason = self._reason(err)
         self.leader = False
         self.changes += 1
         self._stepped_down = True
@@ -160,18 +162,13 @@ class PgLeader:
         self._lost.set()
         await self._disconnect()
 
+    def _reason(self, err: BaseException) -> str:
+        """One line, without the DSN or its password (the store's own sanitising)."""
+        if isinstance(err, TimeoutError):
+            return f"timeout: {err}" if str(err) else "timeout"
+        return f"{type(err).__name__}: {self._target.reason(err)}"
+
     async def _wait_on_socket(self, conn: psycopg.AsyncConnection[tuple[int]]) -> None:
         """Sleep ``check_interval``, but wake (with an error) the moment the server hangs up."""
         async for _ in conn.notifies(timeout=self.timing.check_interval):
             pass  # nobody LISTENs on this connection; a notification would only end the wait
-
-
-def _reason(err: BaseException) -> str:
-    """A short cause without connection details (libpq messages name hosts, never passwords,
-    but a DSN can still appear in some; keep the first line and the class)."""
-    if isinstance(err, TimeoutError):
-        return f"timeout: {err}" if str(err) else "timeout"
-    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    sqlstate = getattr(err, "sqlstate", None)
-    text = f"{type(err).__name__}{f' {sqlstate}' if sqlstate else ''}: {first}"
-    return text[:200]

@@ -52,6 +52,7 @@ from fotawatch.testing.fake_slack import (
     no_service,
     rate_limited,
     server_error,
+    slow,
 )
 
 T0 = dt.datetime.now(dt.UTC).replace(microsecond=0)  # real-clock tests need fresh rows
@@ -426,6 +427,26 @@ async def test_shutdown_cancels_a_hanging_send_and_the_row_is_resent_after_resta
                 await slack.wait_until(lambda: service.depths() == {"slack": 0}, what="sent")
             assert {message(1).dedup_key: "delivered"} == await states(store)
     assert 2 == len(slack.posts)  # at-least-once: the hung post may have reached the channel
+
+
+async def test_a_drained_exit_lets_the_send_in_flight_be_answered_and_marked(tmp_path):
+    """Leaving with drain_seconds (a lost leadership): no new send, but the one in flight is
+    answered and its row marked delivered, so no other instance sends it again."""
+    async with FakeSlack() as slack, aiohttp.ClientSession() as session:
+        slack.script([slow(0.5)])
+        settings = AlertsSettings.model_validate({"slack": {"webhook_url": slack.url}})
+        async with open_store(tmp_path / "state.db") as store:
+            service = AlertService(settings, store, session, policy=QUICK)
+            async with service:
+                await store.enqueue([message(1)])
+                service.wake()
+                await slack.wait_for_posts(1)
+                service.drain_seconds = 5.0
+                await store.enqueue([message(2)])  # queued after the drain began: not sent
+            assert {message(1).dedup_key: "delivered", message(2).dedup_key: "pending"} == (
+                await states(store)
+            )
+    assert 1 == len(slack.posts)
 
 
 async def test_restart_sends_pending_rows_and_never_resends_delivered_ones(tmp_path, session):

@@ -137,21 +137,31 @@ class Dispatcher:
         self._hold_until: dt.datetime | None = None
         self._isolate: set[int] = set()  # rows of a refused combined message: sent one by one
         self._failures = 0  # consecutive 5xx / timeouts / connection errors: the backoff step
+        self._finishing = False
+
+    def finish(self) -> None:
+        """Start no new pass; ``run`` returns once the pass in progress (a send awaiting its
+        answer, the marks awaiting their commit) is complete."""
+        self._finishing = True
+        self._woken.set()
 
     def wake(self) -> None:
         """New rows were committed: look now (pacing and holds still apply)."""
         self._woken.set()
 
     async def run(self) -> None:
-        """Deliver until cancelled; a cancelled send leaves its rows pending (at-least-once)."""
+        """Deliver until cancelled or ``finish()``ed; a cancelled send leaves its rows pending
+        (at-least-once)."""
+        self._finishing = False
         await self._refresh_depth()
-        while True:
+        while not self._finishing:
             try:
                 delay = await self.step()
             except Exception:
                 log.exception("alert_dispatcher_error", sink=self.sink)
                 delay = self.policy.store_retry
-            await self._wait(delay)
+            if not self._finishing:
+                await self._wait(delay)
 
     async def step(self) -> float | None:
         """One pass. Returns the seconds until another pass is useful; None: idle until woken."""

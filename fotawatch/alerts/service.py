@@ -166,6 +166,9 @@ class AlertService:
         self._queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
         self._storing: list[OutboxMessage] = []
         self._tasks: list[asyncio.Task[None]] = []
+        # Seconds the exit waits for sends in flight to be answered and marked, instead of
+        # cancelling them: a cancelled send that Slack accepted is sent again later.
+        self.drain_seconds = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -185,6 +188,12 @@ class AlertService:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self.drain_seconds > 0:
+            for s in self.sinks.values():
+                s.dispatcher.finish()
+            dispatching = self._tasks[: len(self.sinks)]
+            if dispatching:
+                await asyncio.wait(dispatching, timeout=self.drain_seconds)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
