@@ -48,7 +48,7 @@ class Timing:
 
     @property
     def retry(self) -> float:
-        return self.takeover * 2 / 15
+        return self.check_interval
 
     @property
     def rejoin_delay(self) -> float:

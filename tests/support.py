@@ -53,7 +53,8 @@ def write_config(
     name: str = "fotawatch.yaml",
     **overrides: Any,
 ) -> Path:
-    """A config pointing at the simulator: 1 s polls, no jitter, state in tmp_path."""
+    """A config pointing at the simulator: 1 s polls, no jitter, state in tmp_path. An override
+    of None leaves that key out (``state_path=None`` with ``state_dsn=...``)."""
     thingspace = {
         "base_url": base_url,
         **SIM_CREDENTIALS,
@@ -74,6 +75,7 @@ def write_config(
         **overrides,
     }
     path = tmp_path / name
+    config = {key: value for key, value in config.items() if value is not None}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     path.chmod(0o600)
     return path

@@ -25,7 +25,7 @@ import pytest
 from chaos.invariants import slack_transitions
 from pg_server import PgServer
 from prometheus_client.parser import text_string_to_metric_families
-from support import ACCOUNT, DaemonProcess, wait_for, write_config
+from support import ACCOUNT, DaemonProcess, stored_status, wait_for, write_config
 
 from fotawatch.pg_leader import LOCK_KEY
 from fotawatch.simulator import Scenario, Simulator
@@ -52,6 +52,7 @@ class Cluster:
         self.position = dict.fromkeys(IDS, -1)
         self.moves: list[Move] = []
         self.daemons: list[DaemonProcess] = []
+        self.sqlite: Path | None = None  # the state file while a SQLite instance runs
         self.sim: Simulator
         self.slack: FakeSlack
         self._stack = contextlib.AsyncExitStack()
@@ -82,15 +83,9 @@ class Cluster:
         campaigns = [
             {"account": ACCOUNT, "id": cid, "name": f"ha {i}"} for i, cid in enumerate(IDS)
         ]
-        path = write_config(directory, self.sim.url, campaigns, alerts=alerts,
-                            polling={"devices_interval_seconds": 0})  # fmt: skip
-        text = path.read_text()
-        if state is None:
-            state = {"state_dsn": self.dsn}
-        lines = [line for line in text.splitlines() if not line.startswith("state_path:")]
-        lines += [f"{key}: {value}" for key, value in state.items()]
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        state = state or {"state_path": None, "state_dsn": self.dsn}
+        return write_config(directory, self.sim.url, campaigns, alerts=alerts,
+                            polling={"devices_interval_seconds": 0}, **state)  # fmt: skip
 
     async def start(self, name: str, *, state: dict[str, Any] | None = None) -> DaemonProcess:
         daemon = await DaemonProcess(self.config(name, state=state)).start()
@@ -105,6 +100,8 @@ class Cluster:
     # --- driving ------------------------------------------------------------------------------
 
     def stored(self) -> dict[str, str | None]:
+        if self.sqlite is not None:  # a single instance before migrate-state
+            return {cid: stored_status(self.sqlite, cid) for cid in IDS}
         with psycopg.connect(self.dsn) as conn:
             rows = conn.execute("SELECT campaign_id, status FROM campaigns").fetchall()
         return dict(rows)
@@ -125,6 +122,12 @@ class Cluster:
     async def wait_stored(self, expected: dict[str, str], timeout: float = 30.0) -> None:
         await wait_for(lambda: all(self.stored().get(c) == s for c, s in expected.items()),
                        timeout, what=f"the database to hold {expected}")  # fmt: skip
+
+    async def finish(self) -> Counter[Move]:
+        """Every remaining step of every lifecycle; then what Slack received, once it has all."""
+        while any(self.position[c] + 1 < len(p) for c, p in zip(IDS, PATHS, strict=True)):
+            await self.step()
+        return await self.drained()
 
     # --- observing ----------------------------------------------------------------------------
 
@@ -225,9 +228,7 @@ async def test_three_instances_send_one_message_per_transition(
     exports campaign series and /readyz names each role."""
     async with cluster_of(tmp_path, pg_dsn, pg_server, 3) as cluster:
         leader = await one_leader(cluster.daemons, TAKEOVER)
-        while any(cluster.position[c] + 1 < len(p) for c, p in zip(IDS, PATHS, strict=True)):
-            await cluster.step()
-        delivered = await cluster.drained()
+        delivered = await cluster.finish()
 
         followers = [d for d in cluster.daemons if d is not leader]
         exactly_once(cluster, delivered)
@@ -270,9 +271,7 @@ async def test_kill_9_of_the_leader_hands_over_within_the_bound(
         new_leader = await one_leader(survivors, TAKEOVER + 5)
         takeover = time.monotonic() - killed_at
         await cluster.wait_stored(moved)
-        while any(cluster.position[c] + 1 < len(p) for c, p in zip(IDS, PATHS, strict=True)):
-            await cluster.step()
-        delivered = await cluster.drained()
+        delivered = await cluster.finish()
 
         print(f"kill -9: another instance led after {takeover:.1f} s")  # docs/ha.md (pytest -s)
         assert takeover <= TAKEOVER, f"takeover took {takeover:.1f} s"
@@ -300,9 +299,7 @@ async def test_a_leader_cut_off_from_the_database_stops_and_another_leads(
         new_leader = await one_leader(others, TAKEOVER)
         assert await role(leader) == "follower"
         polls_then = sum(v for _, v in await samples(leader, "fotawatch_polls_total"))
-        while any(cluster.position[c] + 1 < len(p) for c, p in zip(IDS, PATHS, strict=True)):
-            await cluster.step()
-        delivered = await cluster.drained()
+        delivered = await cluster.finish()
         polls_after = sum(v for _, v in await samples(leader, "fotawatch_polls_total"))
 
         print(f"pg_terminate_backend: the leader stepped down after {stopped:.1f} s")
@@ -337,9 +334,7 @@ async def test_a_frozen_leader_loses_the_lock_and_steps_down_when_it_wakes(
             leader.signal(signal.SIGCONT)
         await leader.wait_event("leadership_lost", timeout=TAKEOVER)
         assert "follower" == await role(leader)
-        while any(cluster.position[c] + 1 < len(p) for c, p in zip(IDS, PATHS, strict=True)):
-            await cluster.step()
-        delivered = await cluster.drained()
+        delivered = await cluster.finish()
 
         print(f"SIGSTOP: another instance led after {takeover:.1f} s")
         assert takeover <= TAKEOVER, f"takeover took {takeover:.1f} s"
@@ -356,11 +351,9 @@ async def test_migrate_state_carries_a_sqlite_instance_over_without_repeats(
     """Half a lifecycle on SQLite, `fotawatch migrate-state`, the rest on PostgreSQL: Slack
     hears each transition once and the sequence numbers carry on."""
     async with Cluster(tmp_path, pg_dsn, pg_server) as cluster:
-        db = tmp_path / "single" / "state.db"
+        db = cluster.sqlite = tmp_path / "single" / "state.db"
         single = await cluster.start("single", state={"state_path": str(db)})
-        await wait_for(lambda: _sqlite_statuses(db) == dict.fromkeys(IDS, START), 30,
-                       what="the SQLite baseline")  # fmt: skip
-        cluster.stored = lambda: _sqlite_statuses(db)  # type: ignore[method-assign]
+        await cluster.wait_stored(dict.fromkeys(IDS, START))
         await cluster.step()
         await cluster.drained()
         assert 0 == await single.stop()
@@ -369,26 +362,10 @@ async def test_migrate_state_carries_a_sqlite_instance_over_without_repeats(
             [sys.executable, "-m", "fotawatch", "migrate-state", "--from", str(db), "--to", pg_dsn],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
-        del cluster.stored
+        cluster.sqlite = None
         assert (0, "") == (migrated.returncode, migrated.stderr)
         assert pg_server.password not in migrated.stdout
         await cluster.start("ha")
-        while any(cluster.position[c] + 1 < len(p) for c, p in zip(IDS, PATHS, strict=True)):
-            await cluster.step()
-        delivered = await cluster.drained()
+        delivered = await cluster.finish()
 
         exactly_once(cluster, delivered)
-
-
-def _sqlite_statuses(db: Path) -> dict[str, str | None]:
-    import sqlite3  # noqa: PLC0415
-
-    if not db.exists():
-        return {}
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return dict(con.execute("SELECT campaign_id, status FROM campaigns").fetchall())
-    except sqlite3.OperationalError:
-        return {}
-    finally:
-        con.close()

@@ -49,48 +49,52 @@ def terminate(server: PgServer, name: str) -> None:
     )
 
 
-async def test_one_of_two_leads_and_the_other_takes_over_when_its_session_ends(
-    pg_dsn: str, pg_server: PgServer
-) -> None:
-    a, b = PgLeader(pg_dsn, FAST, name="a"), PgLeader(pg_dsn, FAST, name="b")
+@contextlib.asynccontextmanager
+async def a_leads_b_waits(
+    dsn: str,
+) -> AsyncIterator[tuple[PgLeader, PgLeader, asyncio.Event, asyncio.Task[asyncio.Event]]]:
+    """``a`` leads (its term's ``lost`` event), then ``b`` connects and keeps trying (its
+    ``acquire`` task)."""
+    a, b = PgLeader(dsn, FAST, name="a"), PgLeader(dsn, FAST, name="b")
     async with elected(a) as first:
         lost = await asyncio.wait_for(first, 10)
         async with elected(b) as second:
             await wait_for(lambda: b._conn is not None, 10, what="b connected and tried")
-            assert (True, False, ["fotawatch-leader a"]) == (
-                a.leader, second.done(), holder(pg_server)
-            )  # fmt: skip
+            yield a, b, lost, second
 
-            terminate(pg_server, "a")
-            cut = time.monotonic()
-            await asyncio.wait_for(lost.wait(), 10)
-            stepped_down = time.monotonic() - cut
-            await asyncio.wait_for(second, 10)
 
-            assert stepped_down < FAST.check_interval, "a socket close ends the term at once"
-            assert (False, True, 2) == (a.leader, b.leader, a.changes)
-            assert ["fotawatch-leader b"] == holder(pg_server)
+async def test_one_of_two_leads_and_the_other_takes_over_when_its_session_ends(
+    pg_dsn: str, pg_server: PgServer
+) -> None:
+    async with a_leads_b_waits(pg_dsn) as (a, b, lost, second):
+        assert (True, False, ["fotawatch-leader a"]) == (a.leader, second.done(), holder(pg_server))
+
+        terminate(pg_server, "a")
+        cut = time.monotonic()
+        await asyncio.wait_for(lost.wait(), 10)
+        stepped_down = time.monotonic() - cut
+        await asyncio.wait_for(second, 10)
+
+        assert stepped_down < FAST.check_interval, "a socket close ends the term at once"
+        assert (False, True, 2) == (a.leader, b.leader, a.changes)
+        assert ["fotawatch-leader b"] == holder(pg_server)
 
 
 async def test_a_leader_that_stepped_down_lets_a_waiting_follower_win(
     pg_dsn: str, pg_server: PgServer
 ) -> None:
     """After losing its session, the old leader waits rejoin_delay: the follower leads."""
-    a, b = PgLeader(pg_dsn, FAST, name="a"), PgLeader(pg_dsn, FAST, name="b")
-    async with elected(a) as first:
-        lost = await asyncio.wait_for(first, 10)
-        async with elected(b) as second:
-            await wait_for(lambda: b._conn is not None, 10, what="b connected and tried")
-            terminate(pg_server, "a")
-            await asyncio.wait_for(lost.wait(), 10)
-            again = asyncio.ensure_future(a.acquire())
-            try:
-                await asyncio.wait_for(second, 10)
-                assert (True, False) == (b.leader, again.done())
-            finally:
-                again.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await again
+    async with a_leads_b_waits(pg_dsn) as (a, b, lost, second):
+        terminate(pg_server, "a")
+        await asyncio.wait_for(lost.wait(), 10)
+        again = asyncio.ensure_future(a.acquire())
+        try:
+            await asyncio.wait_for(second, 10)
+            assert (True, False) == (b.leader, again.done())
+        finally:
+            again.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await again
 
 
 async def test_an_unreachable_database_is_retried_and_reported_without_the_password(

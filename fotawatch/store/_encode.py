@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fotawatch.codec import campaign_to_dict
+from fotawatch.devices import DeviceCounts
 from fotawatch.model import Transition
 from fotawatch.store.base import DiscoveredRecord, OutboxMessage, PollRecord
 
@@ -48,6 +49,10 @@ class RowEncoder:
         c = r.campaign
         return (c.account, c.campaign_id, self.dumps(campaign_to_dict(c)), r.watched,
                 self.ts(r.first_seen), self.ts(r.last_seen))  # fmt: skip
+
+    def device_counts(self, c: DeviceCounts) -> tuple[Any, ...]:
+        return (c.key.account, c.key.campaign_id, self.ts(c.polled_at), c.campaign_status,
+                c.reported_total, self.dumps(c.counts))  # fmt: skip
 
     def outbox(self, m: OutboxMessage) -> tuple[Any, ...]:
         created = self.ts(m.created_at)

@@ -208,8 +208,7 @@ class PostgresStore:
         ident = (c.key.campaign_id, c.key.account)
         with encoding(op):
             stamp = ts(c.polled_at)
-            counts_row = (c.key.account, c.key.campaign_id, stamp, c.campaign_status,
-                          c.reported_total, dumps(c.counts))  # fmt: skip
+            counts_row = _ROWS.device_counts(c)
             cutoff = None if since is None else ts(since)
             changed = {"account": c.key.account, "campaign_id": c.key.campaign_id,
                        "changed_at": stamp, "devices": list(poll.changed),

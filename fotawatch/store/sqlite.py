@@ -193,8 +193,7 @@ class SqliteStore:
         ident = (c.key.campaign_id, c.key.account)
         with _encoding(op, self.path):
             stamp = _ts(c.polled_at)
-            counts_row = (c.key.account, c.key.campaign_id, stamp, c.campaign_status,
-                          c.reported_total, _dumps(c.counts))  # fmt: skip
+            counts_row = _ROWS.device_counts(c)
             cutoff = None if since is None else _ts(since)
             changed = [(c.key.account, c.key.campaign_id, d, st, stamp)
                        for d, st in poll.changed.items()]  # fmt: skip
