@@ -3,7 +3,8 @@
 - every status change the simulator made is recorded exactly once (seq 1..n, in order) and
   nothing else is recorded;
 - every recorded transition is delivered to Slack at least once, exactly once unless the
-  scenario injected an accepted-then-unanswered post (``duplicates_allowed``), first delivered
+  scenario injected an accepted-then-unanswered post (``duplicates_allowed``) or a ``kill -9``
+  cut it (``cut_moves``: Slack accepted it, the state file had not marked it), first delivered
   in seq order per campaign; no message names a transition that did not happen;
 - condition messages are exactly the expected ones; no post arrived before a Retry-After ran out;
 - ``/metrics`` agrees with the store (current status series == stored status) and its
@@ -15,6 +16,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections import Counter
@@ -148,6 +150,28 @@ def _outbox_states(run: Chaos) -> Counter[str]:
     finally:
         con.close()
     return Counter(state for (state,) in rows)
+
+
+def cut_moves(run: Chaos) -> set[Move]:
+    """Transitions Slack accepted whose outbox rows are still pending: a killed daemon's cut posts.
+
+    Read after the process died and Slack answered it, these are exactly the sends that
+    at-least-once delivery repeats; a row already marked delivered must never be posted again.
+    """
+    con = sqlite3.connect(f"file:{run.db}?mode=ro", uri=True)
+    try:
+        rows = con.execute(
+            "SELECT payload FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL"
+        ).fetchall()
+    finally:
+        con.close()
+    pending = set()
+    for (text,) in rows:
+        payload = json.loads(text)
+        if payload.get("type") == "transition":
+            move = (payload["campaign_id"], payload["from_status"] or "", payload["to_status"])
+            pending.add(move)
+    return pending & set(_delivered_moves(run))
 
 
 # --- the checks ---------------------------------------------------------------------------
@@ -288,6 +312,7 @@ def check(run: Chaos, data: dict[str, Any], expect: Expectations) -> dict[str, A
         "alerts": sum(1 for m in _delivered_moves(run) if m in recorded),
         "lost": lost + sum(1 for m in sim if m not in recorded),
         "duplicated": duplicated,
+        "cut_by_kill": len(run.cut),
         "conditions": {f"{c}:{s}": n for (c, s), n in _delivered_conditions(run).items()},
         "slack_posts": len(posts),
         "slack_refused": sum(1 for p in posts if not p.delivered),
