@@ -69,6 +69,7 @@ __all__ = [
     "campaign_text",
     "device_series",
     "exposition",
+    "exposition_chunks",
 ]
 
 # fmt: off
@@ -506,8 +507,15 @@ class CampaignCollector:
         return list(cache.values())
 
 
-def exposition(registry: Collector, *, openmetrics: bool = False) -> bytes:
-    """Render ``registry``: cached text for campaign families, prometheus_client for the rest."""
+def exposition_chunks(registry: Collector, *, openmetrics: bool = False) -> list[bytes]:
+    """``registry`` rendered as a list of pieces whose concatenation is the exposition.
+
+    The campaign pieces are the cached texts themselves, not copies, so a server can send them
+    as they are (``fotawatch.server`` streams them) without ever holding the joined body: at
+    10,000 campaigns that body is ~23 MB, and joining it (plus gzip's copy) was most of a
+    scrape's peak memory. The pieces are immutable and read in one synchronous pass, so sending
+    them across awaits still serves one consistent snapshot.
+    """
     fast: list[bytes] = []
     rest: list[Metric] = []
     for family in registry.collect():
@@ -517,7 +525,12 @@ def exposition(registry: Collector, *, openmetrics: bool = False) -> bytes:
             rest.append(family)
     render = _openmetrics_latest if openmetrics else text_latest
     fast.append(render(_Families(rest)))  # last: it ends with OpenMetrics' "# EOF"
-    return b"".join(fast)
+    return fast
+
+
+def exposition(registry: Collector, *, openmetrics: bool = False) -> bytes:
+    """Render ``registry``: cached text for campaign families, prometheus_client for the rest."""
+    return b"".join(exposition_chunks(registry, openmetrics=openmetrics))
 
 
 # ---------------------------------------------------------------- daemon state

@@ -1,9 +1,10 @@
 """The HTTP server on the daemon's loop: /metrics, /healthz, /readyz and a landing page.
 
 - ``/metrics``: text format 0.0.4, or OpenMetrics 1.0 when ``Accept`` prefers
-  ``application/openmetrics-text`` (Prometheus does by default); gzip (level 1; in a thread
-  for bodies over 64 KiB) when ``Accept-Encoding`` allows it. Rendering runs on the loop: it
-  only reads memory and is fast (see ``fotawatch.metrics``).
+  ``application/openmetrics-text`` (Prometheus does by default); gzip (level 1, chunked
+  transfer) when ``Accept-Encoding`` allows it. Rendering runs on the loop: it only reads
+  memory and is fast (see ``fotawatch.metrics``); the body is streamed in 256 KiB pieces of
+  the cached text, never joined whole.
 - ``/healthz``: 200 ``ok`` while the loop and the scheduler run, else 503 and the reason.
 - ``/readyz``: 200 ``ready`` once every campaign was polled (or failed) since start and logins
   are allowed, else 503 and the reason. Both come from a ``ServerStatus``.
@@ -25,8 +26,9 @@ waits at most 2 s for in-flight requests.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import html
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from ssl import SSLContext
 from typing import Protocol
@@ -36,7 +38,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client.registry import Collector
 
-from fotawatch.metrics import exposition
+from fotawatch.metrics import exposition_chunks
 from fotawatch.web import CampaignSource, add_routes
 from fotawatch.webconfig import WebConfig, auth_middleware
 
@@ -50,8 +52,9 @@ MAX_LINE = 8190  # request line and each header field, bytes (aiohttp's default)
 MAX_HEADERS = 128
 KEEPALIVE_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 2.0
-GZIP_LEVEL = 1
-GZIP_INLINE_MAX = 64 * 1024  # bytes compressed on the loop; larger bodies go to a thread
+GZIP_LEVEL = 1  # 3x faster than zlib's default here, ~10% larger
+GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip member (header with mtime 0), not a raw zlib stream
+PIECE = 256 * 1024  # bytes of exposition per write of /metrics
 
 
 class ServerStatus(Protocol):
@@ -95,11 +98,30 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return _preferences(accept_encoding).get("gzip", 0.0) > 0
 
 
-async def _gzip(body: bytes) -> bytes:
-    """gzip level 1 (3x faster than zlib's default here, ~10% larger); big bodies in a thread."""
-    if len(body) <= GZIP_INLINE_MAX:
-        return gzip.compress(body, GZIP_LEVEL, mtime=0)
-    return await asyncio.to_thread(gzip.compress, body, GZIP_LEVEL, mtime=0)
+def _metrics_body(chunks: Iterable[bytes], *, gzipped: bool) -> Iterator[bytes]:
+    """The pieces to write: ``chunks`` regrouped into ~``PIECE`` bytes, gzipped if asked.
+
+    At 10,000 campaigns the exposition is ~23 MB in ~160,000 cached chunks; joining it whole,
+    then gzipping that copy, more than doubled a scrape's peak memory. Regrouping keeps the
+    writes few (each ``write`` waits while aiohttp's buffer is over 64 KiB, so at most about
+    one piece is held besides the cache) and compressing piece by piece keeps every slice of
+    work on the loop short (level 1: ~1 ms per piece).
+    """
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, GZIP_WBITS) if gzipped else None
+    batch: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        batch.append(chunk)
+        size += len(chunk)
+        if size >= PIECE:
+            piece = b"".join(batch)
+            batch, size = [], 0
+            yield compressor.compress(piece) if compressor else piece
+    piece = b"".join(batch)
+    if compressor:
+        yield compressor.compress(piece) + compressor.flush()
+    elif piece:
+        yield piece
 
 
 def _plain(status: int, text: str) -> web.Response:
@@ -128,17 +150,27 @@ class _Endpoints:
     registry: Collector
     status: ServerStatus
 
-    async def metrics(self, request: web.Request) -> web.Response:
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        """The exposition, streamed: never joined into one body (see ``_metrics_body``)."""
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
-        body = exposition(self.registry, openmetrics=openmetrics)
-        headers = {
-            "Content-Type": OPENMETRICS_FORMAT if openmetrics else TEXT_FORMAT,
-            "Vary": "Accept, Accept-Encoding",
-        }
-        if accepts_gzip(request.headers.get("Accept-Encoding", "")):
-            body = await _gzip(body)
-            headers["Content-Encoding"] = "gzip"
-        return web.Response(body=body, headers=headers)
+        chunks = exposition_chunks(self.registry, openmetrics=openmetrics)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": OPENMETRICS_FORMAT if openmetrics else TEXT_FORMAT,
+                "Vary": "Accept, Accept-Encoding",
+            }
+        )
+        gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
+        if gzipped:
+            response.headers["Content-Encoding"] = "gzip"  # length unknown: chunked
+        else:
+            response.content_length = sum(map(len, chunks))
+        await response.prepare(request)
+        if request.method != "HEAD":
+            for piece in _metrics_body(chunks, gzipped=gzipped):
+                await response.write(piece)
+        await response.write_eof()
+        return response
 
     async def healthz(self, _: web.Request) -> web.Response:
         ok, reason = self.status.healthy()

@@ -19,10 +19,10 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from structlog.testing import capture_logs
 
-from fotawatch.metrics import Metrics
+from fotawatch.metrics import Metrics, exposition
 from fotawatch.model import CampaignKey
 from fotawatch.poller import CampaignView
-from fotawatch.server import accepts_gzip, make_app, start, wants_openmetrics
+from fotawatch.server import PIECE, accepts_gzip, make_app, start, wants_openmetrics
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0;q=0.5,"
@@ -158,15 +158,46 @@ async def test_metrics_in_openmetrics_when_prometheus_asks(base: str) -> None:
     assert any(f.name == "fotawatch_polls" for f in parse_openmetrics(body.decode()))
 
 
-@pytest.mark.parametrize("campaigns", [20, 500], ids=["inline", "threaded"])
+@pytest.mark.parametrize("campaigns", [20, 500], ids=["one-piece", "several-pieces"])
 async def test_metrics_gzip_when_accepted(campaigns: int) -> None:
-    """Accept-Encoding: gzip gets a gzip body with the same exposition (small and large)."""
+    """Accept-Encoding: gzip gets a gzip stream of the same exposition (one piece or several);
+    the plain body states its length."""
     async with serving(FakeStatus(), campaigns) as base:
-        _, _, plain = await get(f"{base}/metrics")
+        _, plain_headers, plain = await get(f"{base}/metrics")
         code, headers, body = await get(f"{base}/metrics", **{"Accept-Encoding": "gzip"})
     assert (200, "gzip") == (code, headers.get("Content-Encoding"))
     assert plain == gzip.decompress(body)
-    assert (len(plain) > 64 * 1024) == (campaigns == 500)
+    assert str(len(plain)) == plain_headers["Content-Length"]
+    assert (len(plain) > 2 * PIECE) == (campaigns == 500)
+
+
+async def test_metrics_streams_the_same_bytes_as_the_joined_exposition() -> None:
+    """Streamed in pieces, the body is byte for byte what ``exposition`` renders, both formats."""
+    registry = registry_with_campaigns(500)
+    app = make_app(registry=registry, status=FakeStatus(), web_config=None)
+    server = await start(app, "127.0.0.1", 0)
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        _, _, text = await get(f"{base}/metrics")
+        _, _, openmetrics = await get(f"{base}/metrics", Accept=PROMETHEUS_ACCEPT)
+    finally:
+        await server.close()
+    assert text == exposition(registry)
+    assert openmetrics == exposition(registry, openmetrics=True)
+
+
+async def test_metrics_head_has_the_headers_and_no_body(base: str) -> None:
+    """HEAD /metrics: the GET's status and headers, no body."""
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.head(f"{base}/metrics", headers={"Accept-Encoding": "identity"}) as response,
+    ):
+        body = await response.read()
+        headers = dict(response.headers)
+    _, get_headers, get_body = await get(f"{base}/metrics")
+    assert (200, b"") == (response.status, body)
+    assert headers["Content-Type"] == get_headers["Content-Type"]
+    assert int(headers["Content-Length"]) == len(get_body)
 
 
 @pytest.mark.parametrize(
