@@ -40,7 +40,7 @@ from prometheus_client.registry import Collector
 
 from fotawatch.metrics import exposition_chunks
 from fotawatch.web import CampaignSource, add_routes
-from fotawatch.webconfig import WebConfig, auth_middleware
+from fotawatch.webconfig import WebConfig, web_config_hooks
 
 __all__ = ["Server", "ServerStatus", "make_app", "start"]
 
@@ -208,8 +208,14 @@ def make_app(
 ) -> web.Application:
     """The aiohttp application; ``web_config`` adds basic auth and headers to every path;
     ``campaigns`` adds the status pages and the JSON API."""
-    middlewares: list[Middleware] = [auth_middleware(web_config)] if web_config else []
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[*middlewares, _errors])
+    middlewares: list[Middleware] = [_errors]
+    prepare = None
+    if web_config:
+        auth, prepare = web_config_hooks(web_config)
+        middlewares.insert(0, auth)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
+    if prepare is not None:
+        app.on_response_prepare.append(prepare)
     endpoints = _Endpoints(registry, status)
     app.router.add_get("/metrics", endpoints.metrics)
     app.router.add_get("/healthz", endpoints.healthz)

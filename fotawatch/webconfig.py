@@ -38,7 +38,7 @@ import binascii
 import hashlib
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,13 @@ from aiohttp.typedefs import Handler, Middleware
 
 from fotawatch.errors import ConfigError
 
-__all__ = ["TlsSettings", "WebConfig", "auth_middleware", "load_web_config", "ssl_context"]
+__all__ = [
+    "TlsSettings",
+    "WebConfig",
+    "load_web_config",
+    "ssl_context",
+    "web_config_hooks",
+]
 
 log = structlog.get_logger("fotawatch.webconfig")
 KEY = "metrics.web_config_file"
@@ -354,8 +360,16 @@ class _BasicAuth:
         return ok
 
 
-def auth_middleware(config: WebConfig) -> Middleware:
-    """An aiohttp middleware: basic auth on every endpoint, and the configured headers."""
+Prepare = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
+
+
+def web_config_hooks(config: WebConfig) -> tuple[Middleware, Prepare]:
+    """(middleware, ``on_response_prepare`` hook): basic auth on every endpoint, and the
+    configured headers on every response (200, 401, 404 ...).
+
+    The headers are applied when a response is prepared, not after the handler returns: a
+    streamed response (``/metrics``) has sent its headers by then.
+    """
     source, auth = _Reloading(config), _BasicAuth()
 
     @web.middleware
@@ -363,12 +377,12 @@ def auth_middleware(config: WebConfig) -> Middleware:
         current = source.current()
         header = request.headers.get("Authorization")
         if current.users and not await auth.allowed(current.users, header):
-            response: web.StreamResponse = web.Response(
+            return web.Response(
                 status=401, text="401 Unauthorized\n", headers={"WWW-Authenticate": REALM}
             )
-        else:
-            response = await handler(request)
-        response.headers.update(current.headers)
-        return response
+        return await handler(request)
 
-    return web_config
+    async def add_headers(_: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(source.current().headers)
+
+    return web_config, add_headers
