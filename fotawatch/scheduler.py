@@ -6,6 +6,12 @@ explicit ``misfire_grace_time`` (APScheduler's default of 1 s would drop runs wh
 is busy). First runs are spread over the jitter so a start with many campaigns is not a
 thundering herd; each campaign then keeps that phase, so every gap is exactly one interval.
 
+Phases are rounded up to a shared grid of ``TICK`` (0.25 s), so the campaigns due in the same
+quarter second run from one scheduler wake-up instead of one each. APScheduler's wake-up (find
+the due jobs, compute the next wake-up, arm a timer) costs far more than running a job: with
+1,667 jobs at 10 s in isolation, 451 µs of CPU per run with random phases against 43 µs on the
+grid; the daemon at 10,000 campaigns / 60 s went from ~1,060 to ~680-820 µs per poll.
+
 Lifecycle rules applied after every poll:
 - a final status is confirmed by ``final_confirmations`` more polls, then the job is removed
   (the state stays in the store);
@@ -25,6 +31,7 @@ import asyncio
 import datetime as dt
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -39,6 +46,7 @@ from fotawatch.poller import PollOutcome, Target
 __all__ = ["PollScheduler", "SchedulePolicy"]
 
 log = structlog.get_logger("fotawatch.scheduler")
+TICK = 0.25  # s: every first run, and so every run, falls on this grid shared by all jobs
 
 
 class GridIntervalTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 is untyped
@@ -145,27 +153,30 @@ class PollScheduler:
             replace_existing=True,
         )
 
-    def _first(self, interval: float) -> dt.datetime:
-        """A random phase within the jitter (at most the interval) from now."""
+    def _first(self, interval: float, delay: float = 0.0) -> dt.datetime:
+        """``delay`` plus a random phase within the jitter (at most the interval) from now, on
+        the tick grid."""
         phase = self._rng.uniform(0, min(self.policy.jitter, interval))
-        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=phase)
+        at = math.ceil((time.time() + delay + phase) / TICK) * TICK
+        return dt.datetime.fromtimestamp(at, dt.UTC)
 
-    def _trigger(self, interval: float, first: dt.datetime | None = None) -> IntervalTrigger:
-        """Runs at ``first`` (default: a new random phase), then every ``interval``.
+    def _trigger(self, interval: float, first: dt.datetime) -> IntervalTrigger:
+        """Runs at ``first``, then every ``interval``.
 
         The jitter spreads the campaigns' phases, once; each campaign then keeps its phase, as
         Prometheus keeps a target's scrape offset. Re-drawing a jitter for every run (APScheduler's
         ``jitter=``) made the gap between two polls anything up to 1.5 intervals, and the alert
         latency with it; a fixed phase keeps every gap one interval.
         """
-        start = first or self._first(interval)
-        return GridIntervalTrigger(seconds=interval, start_date=start, timezone=dt.UTC)
+        return GridIntervalTrigger(seconds=interval, start_date=first, timezone=dt.UTC)
 
     def _grace(self, interval: float) -> int:
         return max(1, round(self.policy.misfire_grace or interval))
 
     def _reschedule(self, key: CampaignKey, interval: float) -> None:
-        self._scheduler.reschedule_job(str(key), trigger=self._trigger(interval))
+        """Poll every ``interval`` from now on: the next poll one interval (plus a phase) away."""
+        first = self._first(interval, delay=interval)
+        self._scheduler.reschedule_job(str(key), trigger=self._trigger(interval, first))
         self._scheduler.modify_job(str(key), misfire_grace_time=self._grace(interval))
 
     def _remove(self, key: CampaignKey) -> None:

@@ -8,7 +8,7 @@ import random
 
 from fotawatch.model import CampaignKey
 from fotawatch.poller import PollOutcome, Target
-from fotawatch.scheduler import GridIntervalTrigger, PollScheduler, SchedulePolicy
+from fotawatch.scheduler import TICK, GridIntervalTrigger, PollScheduler, SchedulePolicy
 
 START = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 
@@ -42,8 +42,9 @@ def test_run_before_the_start_date_is_followed_by_the_start_date() -> None:
 
 
 def test_each_campaign_keeps_one_phase_so_every_gap_is_one_interval() -> None:
-    """The jitter spreads 200 campaigns' first polls over 30 s; after that each is polled every
-    60 s exactly (a per-run jitter made gaps of up to 90 s, and alert latency with them)."""
+    """The jitter spreads 200 campaigns' first polls over 30 s, on the shared tick grid; after
+    that each is polled every 60 s exactly (a per-run jitter made gaps of up to 90 s, and alert
+    latency with them)."""
     scheduler = PollScheduler(_never, SchedulePolicy(jitter=30), lambda _: None,
                               rng=random.Random(7))  # fmt: skip
     now = dt.datetime.now(dt.UTC)
@@ -62,7 +63,9 @@ def test_each_campaign_keeps_one_phase_so_every_gap_is_one_interval() -> None:
     offsets = sorted((f - now).total_seconds() for f in firsts)
 
     assert {60.0} == gaps
-    assert (True, True) == (offsets[0] < 3, 27 < offsets[-1] <= 30)
+    assert (True, True) == (offsets[0] < 3, 27 < offsets[-1] <= 30 + TICK)
+    assert all(f.timestamp() % TICK == 0 for f in firsts)  # every run on the grid
+    assert len(set(firsts)) <= 30 / TICK + 1  # campaigns share wake-ups
 
 
 async def _never(_: Target) -> PollOutcome:
