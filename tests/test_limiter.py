@@ -8,11 +8,12 @@ import itertools
 
 import pytest
 
-from fotawatch.thingspace.limiter import MARGIN, RateLimiter
+from fotawatch.thingspace.limiter import GROUP_SECONDS, MARGIN, RateLimiter
 
 
 class FakeTime:
-    """A clock that moves only when the limiter sleeps."""
+    """A clock that moves only when the limiter sleeps; what the sleep released runs first, at
+    the time it was released (as it would while a real sleep is under way)."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -21,8 +22,8 @@ class FakeTime:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
-        self.now += seconds
         await asyncio.sleep(0)
+        self.now += seconds
 
 
 def max_in_any_window(times: list[float], window: float = 1.0) -> int:
@@ -94,8 +95,8 @@ async def test_late_wakeups_do_not_lower_the_rate() -> None:
     t = FakeTime()
 
     async def late_sleep(seconds: float) -> None:
-        t.now += seconds + 0.001  # every wake-up 1 ms late
         await asyncio.sleep(0)
+        t.now += seconds + 0.001  # every wake-up 1 ms late
 
     limiter = RateLimiter(50, clock=t.clock, sleep=late_sleep)
     starts = []
@@ -105,3 +106,45 @@ async def test_late_wakeups_do_not_lower_the_rate() -> None:
     achieved = (len(starts) - 1) / (starts[-1] - starts[0])
     assert achieved >= 0.95 * 50
     assert max_in_any_window(starts) <= 50
+
+
+async def test_high_rates_release_queued_starts_in_groups() -> None:
+    """At 1,000/s (groups of 10): 200 queued starts leave from ~20 wake-ups, not 200; the slots
+    stay evenly spaced, so no 1 s window exceeds the rate and at most 9 starts run ahead."""
+    t = FakeTime()
+    sleeps = 0
+
+    async def counted_sleep(seconds: float) -> None:
+        nonlocal sleeps
+        sleeps += 1
+        await t.sleep(seconds)
+
+    limiter = RateLimiter(1000, clock=t.clock, sleep=counted_sleep)
+    group = int(1000 * GROUP_SECONDS)
+    starts: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire()
+        starts.append(t.now)
+
+    await asyncio.gather(*(one() for _ in range(2000)))
+    assert (group, True) == (10, sleeps <= 2000 / group + 1)
+    assert max_in_any_window(starts) <= 1000
+    first = min(starts)
+    ahead = [i + 1 - ((s - first) / limiter.spacing + 1) for i, s in enumerate(sorted(starts))]
+    assert max(ahead) <= group - 1 + 1e-6  # never more than a group ahead of the even slots
+    achieved = (len(starts) - 1) / (max(starts) - first)
+    assert achieved >= 0.95 * 1000
+
+
+async def test_a_cancelled_waiter_gives_its_slot_to_the_next() -> None:
+    """A queued acquire that is cancelled takes no slot; the ones behind it still start."""
+    t = FakeTime()
+    limiter = RateLimiter(2, clock=t.clock, sleep=t.sleep)
+    await limiter.acquire()  # the first goes at once; the next ones queue
+    second = asyncio.create_task(limiter.acquire())
+    third = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    second.cancel()
+    await third
+    assert (True, t.now - 1000.0) == (second.cancelled(), pytest.approx(limiter.spacing))
