@@ -30,6 +30,7 @@ __all__ = [
     "Event",
     "EventHub",
     "LoginCircuitChanged",
+    "PollSkipped",
     "PollingStopped",
     "TransitionObserved",
 ]
@@ -110,6 +111,14 @@ class PollingStopped:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PollSkipped:
+    """A campaign's poll was due while its previous poll was still running, so it was skipped:
+    more work than ``requests_per_second`` and ``max_concurrency`` allow, or a slow API."""
+
+    key: CampaignKey
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DevicesPolled:
     """A device-report poll finished; ``counts`` is set when it succeeded (then it is durable).
 
@@ -145,6 +154,7 @@ Event = (
     | AuthRequest
     | LoginCircuitChanged
     | PollingStopped
+    | PollSkipped
     | DevicesPolled
     | CampaignsDiscovered
 )

@@ -47,7 +47,14 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from fotawatch.devices import KNOWN_DEVICE_STATUSES, DeviceCounts
-from fotawatch.events import AuthRequest, CampaignPolled, DevicesPolled, Event, TransitionObserved
+from fotawatch.events import (
+    AuthRequest,
+    CampaignPolled,
+    DevicesPolled,
+    Event,
+    PollSkipped,
+    TransitionObserved,
+)
 from fotawatch.model import KNOWN_STATUSES, CampaignKey
 from fotawatch.poller import CampaignView
 
@@ -106,6 +113,9 @@ _HELP = {
         " device report; every known status is exported, 0 when no device has it." + _LAST_POLL,
     "fotawatch_device_polls": "Device-report polls (every page of one campaign) by outcome.",
     "fotawatch_polls": "Campaign polls by outcome.",
+    "fotawatch_polls_skipped": "Campaign polls not started because the campaign's previous poll"
+        " was still running: more work than requests_per_second and max_concurrency allow, or"
+        " a slow API.",
     "fotawatch_poll_duration_seconds": "Duration of one campaign poll, retries included.",
     "fotawatch_auth_requests": "ThingSpace token and session requests by outcome.",
     "fotawatch_login_circuit_open":
@@ -612,6 +622,8 @@ class Metrics:
         # fmt: off
         self.polls = Counter("fotawatch_polls", _HELP["fotawatch_polls"], ["account", "result"],
                              registry=registry)
+        self.polls_skipped = Counter("fotawatch_polls_skipped", _HELP["fotawatch_polls_skipped"],
+                                     ["account"], registry=registry)
         self.device_polls = Counter("fotawatch_device_polls", _HELP["fotawatch_device_polls"],
                                     ["account", "result"], registry=registry)
         self.poll_duration = Histogram("fotawatch_poll_duration_seconds",
@@ -642,6 +654,8 @@ class Metrics:
             self.auth_requests.labels(event.kind, event.result).inc()
         elif isinstance(event, DevicesPolled):
             self.device_polls.labels(event.key.account, event.result).inc()
+        elif isinstance(event, PollSkipped):
+            self.polls_skipped.labels(event.key.account).inc()
 
     def sync(self, keys: Iterable[CampaignKey]) -> None:
         """The configured campaigns (start, reload): pre-initialise, forget the removed ones."""
@@ -649,11 +663,13 @@ class Metrics:
         self.transitions.forget(self.transitions.keys() - keys)
         accounts = {k.account for k in keys}
         for account in self._accounts - accounts:
+            self.polls_skipped.remove(account)
             for result in POLL_RESULTS:
                 self.polls.remove(account, result)
             for result in DEVICE_POLL_RESULTS:
                 self.device_polls.remove(account, result)
         for account in accounts:
+            self.polls_skipped.labels(account)
             for result in POLL_RESULTS:
                 self.polls.labels(account, result)
             for result in DEVICE_POLL_RESULTS:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import math
 import random
 import time
@@ -36,10 +37,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from fotawatch.events import Event, PollingStopped
+from fotawatch.events import Event, PollingStopped, PollSkipped
 from fotawatch.model import CampaignKey
 from fotawatch.poller import PollOutcome, Target
 
@@ -47,6 +49,17 @@ __all__ = ["PollScheduler", "SchedulePolicy"]
 
 log = structlog.get_logger("fotawatch.scheduler")
 TICK = 0.25  # s: every first run, and so every run, falls on this grid shared by all jobs
+SKIPS_LOGGED_EVERY = 60.0  # s: at most one polls_skipped warning per this
+
+
+class _SchedulerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """APScheduler's logger without its per-run "skipped: maximum number of running instances"
+    warning: with more work than the limits allow that is one line per due poll (~700 a second
+    measured), and ``PollScheduler`` counts and summarises those skips itself."""
+
+    def warning(self, msg: object, *args: object, **kwargs: object) -> None:
+        if not str(msg).startswith('Execution of job "%s" skipped'):
+            super().warning(msg, *args, **kwargs)  # type: ignore[arg-type]
 
 
 class GridIntervalTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 is untyped
@@ -110,7 +123,12 @@ class PollScheduler:
         self._periodic: dict[str, Callable[[], Awaitable[object]]] = {}
         self._in_flight: set[asyncio.Task[object]] = set()
         self._stopping = False
-        self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
+        self._ids: dict[str, CampaignKey] = {}  # job id -> campaign
+        self._skips = 0  # since the last polls_skipped warning
+        self._skips_logged_at: float | None = None
+        log_to = _SchedulerLog(logging.getLogger("apscheduler.scheduler"), {})
+        self._scheduler = AsyncIOScheduler(timezone=dt.UTC, logger=log_to)
+        self._scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
 
     @property
     def running(self) -> bool:
@@ -139,6 +157,7 @@ class PollScheduler:
 
     def _add(self, target: Target) -> None:
         self._jobs[target.key] = _Job(target=target)
+        self._ids[str(target.key)] = target.key
         first = self._first(target.interval)
         self._scheduler.add_job(
             self._run,
@@ -181,8 +200,28 @@ class PollScheduler:
 
     def _remove(self, key: CampaignKey) -> None:
         self._jobs.pop(key, None)
+        self._ids.pop(str(key), None)
         if self._scheduler.get_job(str(key)) is not None:
             self._scheduler.remove_job(str(key))
+
+    def _skipped(self, event: JobSubmissionEvent) -> None:
+        """A run was due while the job's previous run was still going: count it, say so (at
+        most every ``SKIPS_LOGGED_EVERY`` s, with how many since the last time)."""
+        key = self._ids.get(event.job_id)
+        if key is not None:
+            self._emit(PollSkipped(key=key))
+        self._skips += 1
+        now = time.monotonic()
+        if self._skips_logged_at is None or now - self._skips_logged_at >= SKIPS_LOGGED_EVERY:
+            log.warning(
+                "polls_skipped",
+                count=self._skips,
+                job=event.job_id,
+                hint="a poll was due while the previous one was still running: more campaigns"
+                " per interval than thingspace.requests_per_second and max_concurrency allow,"
+                " or a slow API; see fotawatch_polls_skipped_total",
+            )
+            self._skips, self._skips_logged_at = 0, now
 
     def every(
         self,

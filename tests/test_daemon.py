@@ -308,3 +308,33 @@ async def test_invalid_config_on_sighup_keeps_the_old_one(tmp_path: Path) -> Non
             count = poll_count(sim, a)
             await wait_for(lambda: poll_count(sim, a) >= count + 2, what="still polling")
             assert await d.stop() == 0
+
+
+async def test_more_polls_than_the_limits_allow_are_counted_and_said_once(
+    tmp_path: Path,
+) -> None:
+    """10 campaigns every 1 s through 2 requests/s: the polls due while the previous one still
+    waits are counted per account on /metrics and summarised in one warning (at most one a
+    minute), not one APScheduler line per skipped run."""
+    ids = [f"abababab-0000-0000-0000-{i:012d}" for i in range(10)]
+    async with Simulator(scenario(*(sim_campaign(c, "CampaignScheduled") for c in ids))) as sim:
+        config = write_config(tmp_path, sim.url, [campaign(c) for c in ids],
+                              thingspace={"requests_per_second": 2, "max_concurrency": 2})
+        async with daemon_process(config) as d:
+            await wait_for(lambda: sim.stats()["campaign_requests"] >= 8, 30, what="8 polls")
+            port = d.events("http_listening")[-1]["port"]
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{port}/metrics") as response,
+            ):
+                text = await response.text()
+            assert 0 == await d.stop()
+    skipped = [line for line in text.splitlines()
+               if line.startswith("fotawatch_polls_skipped_total{")]  # fmt: skip
+    assert [f'fotawatch_polls_skipped_total{{account="{ACCOUNT}"}}'] == [
+        line.rsplit(" ", 1)[0] for line in skipped
+    ]
+    assert float(skipped[0].rsplit(" ", 1)[1]) >= 10
+    warnings = d.events("polls_skipped")
+    assert (1, "warning") == (len(warnings), warnings[0]["level"])
+    assert [] == [line for line in d.lines if "maximum number of running instances" in line]

@@ -42,6 +42,7 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "fotawatch_campaign_transitions_total": ("counter", CAMPAIGN | {"from_status", "to_status"}),
     "fotawatch_campaign_devices": ("gauge", CAMPAIGN | {"device_status"}),
     "fotawatch_polls_total": ("counter", frozenset({"account", "result"})),
+    "fotawatch_polls_skipped_total": ("counter", frozenset({"account"})),
     "fotawatch_device_polls_total": ("counter", frozenset({"account", "result"})),
     "fotawatch_poll_duration_seconds": ("histogram", frozenset()),
     "fotawatch_api_up": ("gauge", frozenset()),
