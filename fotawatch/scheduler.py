@@ -6,23 +6,15 @@ explicit ``misfire_grace_time`` (APScheduler's default of 1 s would drop runs wh
 is busy). First runs are spread over the jitter so a start with many campaigns is not a
 thundering herd; each campaign then keeps that phase, so every gap is exactly one interval.
 
-Phases are rounded up to a shared grid of ``TICK`` (0.25 s), so the campaigns due in the same
-quarter second run from one scheduler wake-up instead of one each. APScheduler's wake-up (find
-the due jobs, compute the next wake-up, arm a timer) costs far more than running a job: with
-1,667 jobs at 10 s in isolation, 451 µs of CPU per run with random phases against 43 µs on the
-grid; the daemon at 10,000 campaigns / 60 s went from ~1,060 to ~680-820 µs per poll.
-
-Lifecycle rules applied after every poll:
-- a final status is confirmed by ``final_confirmations`` more polls, then the job is removed
-  (the state stays in the store);
-- a campaign the API says is missing is polled every ``missing_interval`` until it reappears.
-
-Other periodic work (device reports, discovery) runs on the same scheduler through ``every`` and
-``cancel``: named interval jobs spread the same way, with ``max_instances=1`` and coalescing,
-whose runs are waited for at shutdown like polls.
-
-Shutdown pauses the scheduler, lets in-flight polls finish within a deadline, then cancels
-what is left (APScheduler's asyncio executor would cancel them at once).
+Phases are rounded up to a grid shared by all jobs, so the campaigns due in the same tick run
+from one scheduler wake-up instead of one each. APScheduler's wake-up (find the due jobs,
+compute the next wake-up, arm a timer) costs far more than running a job: with 1,667 jobs at
+10 s in isolation, 451 µs of CPU per run with random phases against 43 µs on a 0.25 s grid. The
+tick (a power of two, 1/128 to 1/4 s, so grid points are exact floats) is chosen at each
+``sync`` so that about ``TICK_JOBS`` polls fall due together: enough to share the wake-up, few
+enough that processing them never holds the loop for long (250 polls due at once, 1,000
+campaigns every second, delayed the rate limiter's wake-ups past its slots and cost 2 % of the
+rate).
 """
 
 from __future__ import annotations
@@ -45,11 +37,21 @@ from fotawatch.events import Event, PollingStopped, PollSkipped
 from fotawatch.model import CampaignKey
 from fotawatch.poller import PollOutcome, Target
 
-__all__ = ["PollScheduler", "SchedulePolicy"]
+__all__ = ["PollScheduler", "SchedulePolicy", "tick_for"]
 
 log = structlog.get_logger("fotawatch.scheduler")
-TICK = 0.25  # s: every first run, and so every run, falls on this grid shared by all jobs
+TICK_MAX = 0.25  # s: first runs, and so all runs, fall on a grid of at most this step ...
+TICK_MIN = 1 / 128  # ... and at least this one
+TICK_JOBS = 20  # polls due together per tick, about, when there are that many
 SKIPS_LOGGED_EVERY = 60.0  # s: at most one polls_skipped warning per this
+
+
+def tick_for(polls_per_second: float) -> float:
+    """The grid step for this rate of due polls: ~``TICK_JOBS`` per tick, a power of two."""
+    if polls_per_second <= 0:
+        return TICK_MAX
+    step = 2.0 ** math.floor(math.log2(TICK_JOBS / polls_per_second))
+    return min(TICK_MAX, max(TICK_MIN, step))
 
 
 class _SchedulerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -124,6 +126,7 @@ class PollScheduler:
         self._in_flight: set[asyncio.Task[object]] = set()
         self._stopping = False
         self._ids: dict[str, CampaignKey] = {}  # job id -> campaign
+        self.tick = TICK_MAX
         self._skips = 0  # since the last polls_skipped warning
         self._skips_logged_at: float | None = None
         log_to = _SchedulerLog(logging.getLogger("apscheduler.scheduler"), {})
@@ -144,6 +147,7 @@ class PollScheduler:
     def sync(self, targets: Sequence[Target]) -> None:
         """Make the jobs match ``targets``: add new ones, drop removed ones, apply intervals."""
         wanted = {t.key: t for t in targets}
+        self.tick = tick_for(sum(1 / t.interval for t in targets))
         for key in [k for k in self._jobs if k not in wanted]:
             self._remove(key)
         for key, target in wanted.items():
@@ -176,7 +180,7 @@ class PollScheduler:
         """``delay`` plus a random phase within the jitter (at most the interval) from now, on
         the tick grid."""
         phase = self._rng.uniform(0, min(self.policy.jitter, interval))
-        at = math.ceil((time.time() + delay + phase) / TICK) * TICK
+        at = math.ceil((time.time() + delay + phase) / self.tick) * self.tick
         return dt.datetime.fromtimestamp(at, dt.UTC)
 
     def _trigger(self, interval: float, first: dt.datetime) -> IntervalTrigger:

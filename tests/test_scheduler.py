@@ -6,9 +6,17 @@ import datetime as dt
 import itertools
 import random
 
+import pytest
+
 from fotawatch.model import CampaignKey
 from fotawatch.poller import PollOutcome, Target
-from fotawatch.scheduler import TICK, GridIntervalTrigger, PollScheduler, SchedulePolicy
+from fotawatch.scheduler import (
+    TICK_MAX,
+    GridIntervalTrigger,
+    PollScheduler,
+    SchedulePolicy,
+    tick_for,
+)
 
 START = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 
@@ -63,9 +71,22 @@ def test_each_campaign_keeps_one_phase_so_every_gap_is_one_interval() -> None:
     offsets = sorted((f - now).total_seconds() for f in firsts)
 
     assert {60.0} == gaps
-    assert (True, True) == (offsets[0] < 3, 27 < offsets[-1] <= 30 + TICK)
-    assert all(f.timestamp() % TICK == 0 for f in firsts)  # every run on the grid
-    assert len(set(firsts)) <= 30 / TICK + 1  # campaigns share wake-ups
+    assert TICK_MAX == scheduler.tick  # 200 polls a minute: the widest grid
+    assert (True, True) == (offsets[0] < 3, 27 < offsets[-1] <= 30 + TICK_MAX)
+    assert all(f.timestamp() % TICK_MAX == 0 for f in firsts)  # every run on the grid
+    assert len(set(firsts)) <= 30 / TICK_MAX + 1  # campaigns share wake-ups
+
+
+@pytest.mark.parametrize(
+    ("polls_per_second", "tick"),
+    [(0, 0.25), (3.3, 0.25), (166.7, 1 / 16), (1000, 1 / 64), (100_000, 1 / 128)],
+)
+def test_the_grid_holds_about_twenty_due_polls_per_tick(
+    polls_per_second: float, tick: float
+) -> None:
+    """10,000 campaigns a minute: a 1/16 s grid (~10 due together); 1,000 a second: 1/64 s
+    (~16); never wider than 1/4 s nor finer than 1/128 s."""
+    assert tick == tick_for(polls_per_second)
 
 
 async def _never(_: Target) -> PollOutcome:
