@@ -14,9 +14,9 @@ Speed: prometheus_client formats the ~160k samples of 10,000 campaigns in over t
 here, so ``exposition()`` (what /metrics serves) does not ask it to. ``campaign_series`` says
 what one campaign exports; ``campaign_text`` formats that as exposition lines exactly as
 prometheus_client would (the lines are the same in text 0.0.4 and OpenMetrics), cached per
-campaign on the identity of its view plus the two inputs that live outside it (the polling
-flag, the transition counts): a campaign is rendered again only after a poll replaced its view.
-A scrape joins the cached lines and has prometheus_client format only the small families.
+campaign on the identity of its view (held weakly, so a replaced view is freed at once) plus
+the two inputs that live outside it (the polling flag, the transition counts): a campaign is
+rendered again only after a poll replaced its view. A scrape streams the cached lines and has prometheus_client format only the small families.
 The campaign families stay ordinary collector output for every other reader: their samples
 (``campaign_samples``) are built from the same series when first read. Tests check that both
 renderings parse to the same samples and that the campaign lines are byte-identical.
@@ -33,6 +33,7 @@ treats an empty label as an absent one), so the label set is always the same.
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -295,34 +296,35 @@ def campaign_text(view: CampaignView, *, polling: bool, counts: Counts) -> tuple
 
 @dataclass(frozen=True, slots=True)
 class _Rendered:
-    """One campaign's inputs (the view compared by identity) and its text, per family."""
+    """One campaign's inputs and its text, per family. The view is held weakly and compared by
+    identity: holding it kept every view a poll had replaced alive until the next scrape (at
+    10,000 campaigns polled once between two scrapes, all of them)."""
 
-    view: CampaignView
+    view: weakref.ref[CampaignView]
     polling: bool
     counts: Counts
     text: tuple[bytes, ...]
 
     @classmethod
     def of(cls, view: CampaignView, polling: bool, counts: Counts) -> _Rendered:  # noqa: FBT001
-        return cls(view, polling, counts, campaign_text(view, polling=polling, counts=counts))
-
-    def samples(self) -> list[list[Sample]]:
-        return campaign_samples(self.view, polling=self.polling, counts=self.counts)
+        text = campaign_text(view, polling=polling, counts=counts)
+        return cls(weakref.ref(view), polling, counts, text)
 
 
 class _Snapshot:
     """The campaigns of one scrape; samples are built once, and only if someone asks."""
 
-    def __init__(self, campaigns: Sequence[_Rendered]) -> None:
-        self.campaigns = campaigns
-        self.texts = [c.text for c in campaigns]
+    def __init__(self, campaigns: Sequence[tuple[CampaignView, _Rendered]]) -> None:
+        self.campaigns = campaigns  # the views themselves: samples may be read after a poll
+        self.texts = [rendered.text for _, rendered in campaigns]
         self._samples: list[list[Sample]] | None = None
 
     def samples(self, index: int) -> list[Sample]:
         if self._samples is None:
             self._samples = [[] for _ in _CAMPAIGN_FAMILIES]
-            for campaign in self.campaigns:
-                for family, samples in zip(self._samples, campaign.samples(), strict=True):
+            for view, r in self.campaigns:
+                rendered = campaign_samples(view, polling=r.polling, counts=r.counts)
+                for family, samples in zip(self._samples, rendered, strict=True):
                     family.extend(samples)
         return self._samples[index]
 
@@ -485,8 +487,7 @@ class CampaignCollector:
         self._views = views
         self._polling = polling
         self._transitions = transitions
-        # Keyed by id(view): the entry holds the view, so no other live object has that id.
-        self._cache: dict[int, _Rendered] = {}
+        self._cache: dict[CampaignKey, _Rendered] = {}
         self._counts_version = -1
         self._headers = [_headers(f) for f in _CAMPAIGN_FAMILIES]
 
@@ -497,24 +498,26 @@ class CampaignCollector:
         snapshot = _Snapshot(self._snapshot())
         return [_CampaignFamily(i, snapshot, h) for i, h in enumerate(self._headers)]
 
-    def _snapshot(self) -> list[_Rendered]:
+    def _snapshot(self) -> list[tuple[CampaignView, _Rendered]]:
         """Read each view once; render only the campaigns whose inputs changed."""
-        old, cache = self._cache, {}
+        old, cache, out = self._cache, {}, []
         polling_of, counts_of = self._polling, self._transitions.get
         recount = self._transitions.version != self._counts_version
         self._counts_version = self._transitions.version
         for view in self._views():
-            polling, ident = polling_of(view.key), id(view)
-            hit = old.get(ident)
+            key, polling = view.key, polling_of(view.key)
+            hit = old.get(key)
             if (
                 hit is None
+                or hit.view() is not view
                 or hit.polling != polling
-                or (recount and hit.counts is not counts_of(view.key))
+                or (recount and hit.counts is not counts_of(key))
             ):
-                hit = _Rendered.of(view, polling, counts_of(view.key))
-            cache[ident] = hit
+                hit = _Rendered.of(view, polling, counts_of(key))
+            cache[key] = hit
+            out.append((view, hit))
         self._cache = cache  # campaigns gone from the views leave the cache too
-        return list(cache.values())
+        return out
 
 
 def exposition_chunks(registry: Collector, *, openmetrics: bool = False) -> list[bytes]:

@@ -75,7 +75,7 @@ class PollOutcome:
         return self.status is not None and is_final(self.status)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, weakref_slot=True)
 class CampaignView:
     """The in-memory state of one campaign: read by /metrics and the status page, never mutated
     in place (replaced whole), so a reader never sees half an update."""

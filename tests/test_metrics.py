@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import random
 import subprocess
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -452,3 +454,19 @@ def test_replaced_view_is_rendered_again() -> None:
     after = f.samples()
     assert before != after
     check_consistent(after, ["c1"])
+
+
+def test_the_text_cache_does_not_keep_replaced_views_alive() -> None:
+    """Once a poll replaced a view, the cached text no longer holds the old one (at 10,000
+    campaigns that pinned every replaced view until the next scrape); the text stays cached
+    while the view is the same."""
+    f = Fixture([view("c1", "CampaignScheduled")])
+    first = f.views[key("c1")]
+    old = weakref.ref(first)
+    text = exposition(f.registry)
+    assert text == exposition(f.registry)
+    f.put(replace(first, last_seq=1))
+    del first
+    gc.collect()
+    assert old() is None
+    assert text == exposition(f.registry)  # last_seq is not exported: same text, new view
