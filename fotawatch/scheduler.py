@@ -15,6 +15,23 @@ tick (a power of two, 1/128 to 1/4 s, so grid points are exact floats) is chosen
 enough that processing them never holds the loop for long (250 polls due at once, 1,000
 campaigns every second, delayed the rate limiter's wake-ups past its slots and cost 2 % of the
 rate).
+
+Lifecycle rules applied after every poll:
+- a final status is confirmed by ``final_confirmations`` more polls, then the job is removed
+  (the state stays in the store);
+- a campaign the API says is missing is polled every ``missing_interval`` until it reappears;
+  a reschedule (missing, back, a new interval) puts the next poll one new interval away.
+
+A poll due while the campaign's previous poll still runs is skipped (``max_instances=1``):
+counted as ``PollSkipped`` and summarised in one ``polls_skipped`` warning a minute at most,
+instead of APScheduler's warning per skipped run.
+
+Other periodic work (device reports, discovery) runs on the same scheduler through ``every`` and
+``cancel``: named interval jobs spread the same way, with ``max_instances=1`` and coalescing,
+whose runs are waited for at shutdown like polls.
+
+Shutdown pauses the scheduler, lets in-flight polls finish within a deadline, then cancels
+what is left (APScheduler's asyncio executor would cancel them at once).
 """
 
 from __future__ import annotations
