@@ -16,7 +16,8 @@ what one campaign exports; ``campaign_text`` formats that as exposition lines ex
 prometheus_client would (the lines are the same in text 0.0.4 and OpenMetrics), cached per
 campaign on the identity of its view (held weakly, so a replaced view is freed at once) plus
 the two inputs that live outside it (the polling flag, the transition counts): a campaign is
-rendered again only after a poll replaced its view. A scrape streams the cached lines and has prometheus_client format only the small families.
+rendered again only after a poll replaced its view. A scrape streams the cached lines and has
+prometheus_client format only the small families.
 The campaign families stay ordinary collector output for every other reader: their samples
 (``campaign_samples``) are built from the same series when first read. Tests check that both
 renderings parse to the same samples and that the campaign lines are byte-identical.
