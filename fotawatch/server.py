@@ -166,10 +166,13 @@ class _Endpoints:
         else:
             response.content_length = sum(map(len, chunks))
         await response.prepare(request)
-        if request.method != "HEAD":
-            for piece in _metrics_body(chunks, gzipped=gzipped):
-                await response.write(piece)
-        await response.write_eof()
+        try:
+            if request.method != "HEAD":
+                for piece in _metrics_body(chunks, gzipped=gzipped):
+                    await response.write(piece)
+            await response.write_eof()
+        except ConnectionError:  # the scraper gave up (its timeout): nobody to answer
+            log.debug("metrics_client_gone", path=request.path)
         return response
 
     async def healthz(self, _: web.Request) -> web.Response:

@@ -316,3 +316,25 @@ async def test_close_releases_the_port() -> None:
         port = port_of(base)
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_a_scraper_leaving_mid_body_is_not_an_error() -> None:
+    """A client that closes the connection while a large /metrics streams (a scrape timeout)
+    costs no error log and no 500; the next scrape is served whole."""
+    registry = registry_with_campaigns(5000)
+    app = make_app(registry=registry, status=FakeStatus(), web_config=None)
+    server = await start(app, "127.0.0.1", 0)
+    try:
+        with capture_logs() as logs:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\n\r\n")
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(64 * 1024)  # part of the body, then hang up
+            writer.transport.abort()
+            _, _, body = await get(f"http://127.0.0.1:{server.port}/metrics")
+    finally:
+        await server.close()
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body == exposition(registry)
+    assert [] == [e for e in logs if e["log_level"] in {"error", "critical"}]
