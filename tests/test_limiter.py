@@ -109,7 +109,7 @@ async def test_late_wakeups_do_not_lower_the_rate() -> None:
 
 
 async def test_high_rates_release_queued_starts_in_groups() -> None:
-    """At 1,000/s (groups of 10): 200 queued starts leave from ~20 wake-ups, not 200; the slots
+    """At 1,000/s (groups of 10): 2,000 queued starts leave from ~200 wake-ups, not 2,000; the slots
     stay evenly spaced, so no 1 s window exceeds the rate and at most 9 starts run ahead."""
     t = FakeTime()
     sleeps = 0

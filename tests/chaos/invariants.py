@@ -140,15 +140,21 @@ class Observation:
         return self.data
 
 
-def _outbox_states(run: Chaos) -> Counter[str]:
+def _outbox(run: Chaos, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of one read-only query on the state file's outbox."""
     con = sqlite3.connect(f"file:{run.db}?mode=ro", uri=True)
     try:
-        rows = con.execute(
-            "SELECT CASE WHEN delivered_at IS NOT NULL THEN 'delivered'"
-            " WHEN failed_at IS NOT NULL THEN 'failed' ELSE 'pending' END FROM outbox"
-        ).fetchall()
+        return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def _outbox_states(run: Chaos) -> Counter[str]:
+    rows = _outbox(
+        run,
+        "SELECT CASE WHEN delivered_at IS NOT NULL THEN 'delivered'"
+        " WHEN failed_at IS NOT NULL THEN 'failed' ELSE 'pending' END FROM outbox",
+    )
     return Counter(state for (state,) in rows)
 
 
@@ -158,13 +164,8 @@ def cut_moves(run: Chaos) -> set[Move]:
     Read after the process died and Slack answered it, these are exactly the sends that
     at-least-once delivery repeats; a row already marked delivered must never be posted again.
     """
-    con = sqlite3.connect(f"file:{run.db}?mode=ro", uri=True)
-    try:
-        rows = con.execute(
-            "SELECT payload FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL"
-        ).fetchall()
-    finally:
-        con.close()
+    pending_sql = "SELECT payload FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL"
+    rows = _outbox(run, pending_sql)
     pending = set()
     for (text,) in rows:
         payload = json.loads(text)
