@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from ssl import SSLContext
@@ -36,6 +35,7 @@ from typing import Protocol
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from isal import isal_zlib
 from prometheus_client.registry import Collector
 
 from fotawatch.metrics import exposition_chunks
@@ -52,8 +52,10 @@ MAX_LINE = 8190  # request line and each header field, bytes (aiohttp's default)
 MAX_HEADERS = 128
 KEEPALIVE_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 2.0
-GZIP_LEVEL = 1  # 3x faster than zlib's default here, ~10% larger
-GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip member (header with mtime 0), not a raw zlib stream
+# ISA-L's deflate, level 1: 22.8 MB of exposition in ~20 ms, where zlib's level 1 takes ~100 ms
+# for a larger result; the output is ordinary gzip (RFC 1952) that any client inflates.
+GZIP_LEVEL = 1
+GZIP_WBITS = 16 + isal_zlib.MAX_WBITS  # a gzip member (header with mtime 0), not a raw stream
 PIECE = 256 * 1024  # bytes of exposition per write of /metrics
 
 
@@ -105,9 +107,11 @@ def _metrics_body(chunks: Iterable[bytes], *, gzipped: bool) -> Iterator[bytes]:
     then gzipping that copy, more than doubled a scrape's peak memory. Regrouping keeps the
     writes few (each ``write`` waits while aiohttp's buffer is over 64 KiB, so at most about
     one piece is held besides the cache) and compressing piece by piece keeps every slice of
-    work on the loop short (level 1: ~1 ms per piece).
+    work on the loop short (well under 1 ms per piece).
     """
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, GZIP_WBITS) if gzipped else None
+    compressor = (
+        isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, GZIP_WBITS) if gzipped else None
+    )
     batch: list[bytes] = []
     size = 0
     for chunk in chunks:
