@@ -201,6 +201,7 @@ class Poller:
                 )
         self.views = views
         self._unloaded &= views.keys()
+        self.client.retain(views.keys())
 
     async def poll(self, target: Target) -> PollOutcome:
         """Poll one campaign once. Never raises for API or store trouble: it is counted."""

@@ -89,6 +89,28 @@ async def test_bad_answers_fail_the_poll_with_a_typed_error(
         assert (await client.get_campaign(ACCOUNT, CID)).status == "CampaignScheduled"
 
 
+async def test_an_unchanged_body_is_not_parsed_again(tmp_path: Path) -> None:
+    """The same bytes give the same campaign object; new bytes are parsed; a bad body after a
+    good one still fails; a campaign no longer watched is forgotten."""
+    events: list[Event] = []
+    async with _sim() as sim, aiohttp.ClientSession() as session:
+        client = await _client(tmp_path, sim, session, events)
+        first = await client.get_campaign(ACCOUNT, CID)
+        assert first is await client.get_campaign(ACCOUNT, CID)
+        sim.set_status(ACCOUNT, CID, "CampaignEnded")
+        ended = await client.get_campaign(ACCOUNT, CID)
+        assert ("CampaignScheduled", "CampaignEnded") == (first.status, ended.status)
+        sim.set_faults([{"kind": "truncated_json", "match": "campaign"}])
+        with pytest.raises(InvalidResponseError):
+            await client.get_campaign(ACCOUNT, CID)
+        sim.clear_faults()
+        assert ended is await client.get_campaign(ACCOUNT, CID)
+        client.retain([])
+        again = await client.get_campaign(ACCOUNT, CID)
+    assert again == ended
+    assert again is not ended
+
+
 async def test_a_transient_5xx_is_retried_within_the_poll(tmp_path: Path) -> None:
     """Two 500s then success: one poll, three requests, no error."""
     events: list[Event] = []
