@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.fixtures import ACCOUNT, stored_transitions
+from bench.floor import FloorSpec
+from bench.floor import result as floor_result
 from bench.procs import (
     PYTHON,
     Child,
@@ -36,6 +38,7 @@ __all__ = ["Run", "Window", "measure", "start_daemon", "startup_to_ready"]
 
 _POLLS_OK = re.compile(r'^fotawatch_polls_total\{[^}]*result="ok"[^}]*\}\s+(\S+)', re.MULTILINE)
 FLIP_TO = "CampaignEnded"
+FLOOR_LEAD = 4.0  # s before the window that the floor alongside it is started
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +57,7 @@ class Run:
     interval: float
     jitter: float
     flips: int = 5
+    floor: FloorSpec | None = None  # run alongside the window, against the same simulator
 
 
 @dataclass(slots=True)
@@ -112,14 +116,22 @@ def measure(run: Run) -> dict[str, Any]:
 def _window(run: Run, daemon: Child) -> dict[str, Any]:
     sim_url = run.sim.url or ""
     metrics_url = f"http://127.0.0.1:{run.metrics_port}/metrics"
-    time.sleep(run.warmup)
+    lead = min(FLOOR_LEAD, run.warmup)
+    time.sleep(run.warmup - lead)
+    # The floor starts before the window (interpreter, imports, login, then its own warm-up)
+    # and measures for as long as it: both sides see the same machine at the same time.
+    floor = run.floor.start(seconds=run.window, warmup=max(0.0, lead - 1.0)) if run.floor else None
+    time.sleep(lead)
     start = Window.read(daemon.pid, sim_url, metrics_url)
     flips = _flip(run, sim_url)
     rss_max = _watch(daemon, start.cpu.at + run.window)
     end = Window.read(daemon.pid, sim_url, metrics_url)
+    floor_figures = floor_result(floor, timeout=120) if floor else None
     seconds = end.cpu.at - start.cpu.at
     cpu_stat, cpu_sched = end.cpu.seconds_since(start.cpu)
     from_metrics = start.polls_ok is not None and end.polls_ok is not None
+    if not from_metrics and floor is not None:
+        raise RuntimeError("no /metrics to count polls by: the simulator's count has the floor's")
     polls = (end.polls_ok or 0) - (start.polls_ok or 0) if from_metrics else (
         end.sim_requests - start.sim_requests)
     memory = memory_kb(daemon.pid)
@@ -139,6 +151,7 @@ def _window(run: Run, daemon: Child) -> dict[str, Any]:
         "rss_mb": memory["VmRSS"] / 1024,
         "rss_max_sampled_mb": rss_max / 1024,
         "flips": flips.at,
+        "floor": floor_figures,
     }
 
 

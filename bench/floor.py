@@ -28,7 +28,7 @@ import aiohttp
 from bench.fixtures import ACCOUNT, SIM_CREDENTIALS
 from bench.procs import PYTHON, Child
 
-__all__ = ["main", "run_floor"]
+__all__ = ["FloorSpec", "main", "result"]
 
 _JSON = "application/json"
 
@@ -164,28 +164,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_floor(
-    *,
-    sim_url: str,
-    ids_file: Path,
-    rate: float,
-    concurrency: int,
-    seconds: float,
-    log_dir: Path,
-) -> dict[str, float]:
-    """Run the floor as a subprocess and return its figures."""
-    argv = [PYTHON, "-m", "bench.floor", "--base-url", sim_url, "--ids", str(ids_file),
-            "--rate", f"{rate:.6f}", "--concurrency", str(concurrency),
-            "--seconds", str(seconds)]
-    child = Child("floor", argv, log_dir).start()
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FloorSpec:
+    """What the floor polls and how hard: the daemon's simulator, ids, rate and bound."""
+
+    sim_url: str
+    ids_file: Path
+    rate: float
+    concurrency: int
+    log_dir: Path
+
+    def start(self, *, seconds: float, warmup: float = 2.0, name: str = "floor") -> Child:
+        """Start the floor process: it measures ``seconds`` after ``warmup`` (plus its setup)."""
+        argv = [PYTHON, "-m", "bench.floor", "--base-url", self.sim_url,
+                "--ids", str(self.ids_file), "--rate", f"{self.rate:.6f}",
+                "--concurrency", str(self.concurrency), "--seconds", str(seconds),
+                "--warmup", str(warmup)]  # fmt: skip
+        return Child(name, argv, self.log_dir).start()
+
+    def run(self, *, seconds: float) -> dict[str, float]:
+        """Run the floor alone and return its figures."""
+        return result(self.start(seconds=seconds, name="floor-alone"), seconds + 120)
+
+
+def result(child: Child, timeout: float) -> dict[str, float]:
+    """Wait for a started floor process; its figures."""
     assert child.proc is not None
-    code = child.proc.wait(seconds + 120)
+    code = child.proc.wait(timeout)
     child.stop()
     lines = child.stdout_path.read_text().strip().splitlines()
     if code != 0 or not lines:
         tail = child.stderr_path.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"the floor failed (exit {code}):\n{tail}")
-    return json.loads(lines[-1])
+    figures: dict[str, float] = json.loads(lines[-1])
+    return figures
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ class _Status:
     api_up = True
     reload_ok = True
     reload_ok_at = NOW
+    leader = True
+    leader_changes = 0
 
 
 def _view(i: int) -> CampaignView:

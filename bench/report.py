@@ -93,6 +93,7 @@ def print_report(report: dict[str, Any]) -> None:
         print("  ".join(cell.rjust(width) for cell, (_, width) in zip(_row(point), COLUMNS,
                                                                       strict=True)))
     print("polls/s: achieved (target N/interval). CPU from /proc/<pid>/stat utime+stime. "
+          "floor: alongside the daemon, same window. "
           "peak RSS: VmHWM at the end (after the /metrics scrapes).")
     for point in report["points"]:
         d = point["daemon"]
@@ -104,6 +105,8 @@ def print_report(report: dict[str, Any]) -> None:
               f"{_fmt(_mb(d.get('metrics_bytes')), '.1f')} MB; Prometheus-style scrape "
               f"(OpenMetrics, gzip) {_fmt(d.get('metrics_prometheus_ms'), '.1f')} ms, "
               f"{_fmt(_mb(d.get('metrics_prometheus_bytes')), '.2f')} MB")
+        alone = (point.get("floor_alone") or {}).get("cpu_us_per_req")
+        print(f"    floor alone after the window: {_fmt(alone, '.0f')} µs/req")
     _print_extra(report)
 
 

@@ -2,7 +2,10 @@
 
 For each N: a simulator process with N generated campaigns (20-50 ms latency); the daemon
 (``python -m fotawatch run``, state on disk, metrics and Slack configured) measured over a window;
-then the floor (``bench.floor``) at the rate the daemon achieved, with the same concurrency bound.
+with the floor (``bench.floor``: the same GETs at the rate N/interval, same concurrency bound)
+running alongside it over the same window, against the same simulator: on a shared VM whose
+speed drifts by 20 % from one minute to the next, only a side-by-side measurement gives a
+ratio that means something. Then the floor alone, for reference.
 Then the rate-limit check and, with the largest N's store, startup to READY. Prints a table and
 writes bench/results/bench-<timestamp>.json. ``--quick`` is a one-minute smoke run.
 """
@@ -29,7 +32,7 @@ from bench.fixtures import (
     write_config,
     write_scenario,
 )
-from bench.floor import run_floor
+from bench.floor import FloorSpec
 from bench.procs import free_port
 from bench.ratelimit import check_rate_limit
 from bench.report import code_state, machine, print_report, write_json
@@ -98,7 +101,7 @@ def _settings(args: argparse.Namespace, n: int, slack_url: str | None) -> Daemon
 
 
 def _point(args: argparse.Namespace, n: int, work: Path, *, startup: bool) -> dict[str, Any]:
-    """One N: the daemon's window, then the floor at the daemon's rate; maybe the restart."""
+    """One N: the daemon's window with the floor alongside, the floor alone; maybe the restart."""
     work.mkdir(parents=True)
     ids = campaign_ids(n)
     ids_file = work / "ids.txt"
@@ -108,21 +111,21 @@ def _point(args: argparse.Namespace, n: int, work: Path, *, startup: bool) -> di
     with start_simulator(scenario, work) as sim, start_fake_slack(work) as slack:
         assert sim.url is not None
         settings = _settings(args, n, slack.url)
+        floor = FloorSpec(sim_url=sim.url, ids_file=ids_file, rate=n / args.interval,
+                          concurrency=args.concurrency, log_dir=work)
         state = work / "state.db"
         config = write_config(work / "fotawatch.yaml", sim.url, ids, state, settings)
         run = daemon_bench.Run(
             config=config, state=state, work=work, sim=sim, slack=slack, ids=ids,
             metrics_port=settings.metrics_port, warmup=args.warmup, window=args.window,
-            interval=args.interval, jitter=args.jitter, flips=args.flips)
+            interval=args.interval, jitter=args.jitter, flips=args.flips, floor=floor)
         measured = daemon_bench.measure(run)
-        rate = measured["polls_per_s"] or n / args.interval
         print(f"N={n:,}: daemon {measured['cpu_us_per_poll'] or 0:.0f} µs/poll at "
-              f"{rate:.1f}/s; floor ...", flush=True)
-        floor = run_floor(sim_url=sim.url, ids_file=ids_file, rate=rate,
-                          concurrency=args.concurrency, seconds=args.floor_seconds, log_dir=work)
+              f"{measured['polls_per_s']:.1f}/s; the floor alone ...", flush=True)
         point: dict[str, Any] = {"n": n, "target_per_s": n / args.interval,
                                  "settings": dataclasses.asdict(settings),
-                                 "daemon": measured, "floor": floor}
+                                 "daemon": measured, "floor": measured.pop("floor"),
+                                 "floor_alone": floor.run(seconds=args.floor_seconds)}
         if startup:
             print(f"N={n:,}: restart with the store populated ...", flush=True)
             point["startup"] = daemon_bench.startup_to_ready(config, work, sim.url, n)
