@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fotawatch.alerts.conditions import ConditionRules, ConditionTracker
 from fotawatch.alerts.payloads import dedup_key
@@ -324,3 +326,50 @@ async def test_a_refired_condition_is_one_outbox_row(tmp_path: Path):
             await store.enqueue([OutboxMessage(sink="slack", dedup_key=dedup_key(p), payload=p,
                                                created_at=at)])  # fmt: skip
         assert 1 == len(await store.outbox_rows())
+
+
+class _JudgeEveryTime(ConditionTracker):
+    """The tracker without its shortcut: every poll and check judges the conditions again."""
+
+    def _next_threshold(self, c: Any, now: dt.datetime) -> dt.datetime:
+        return now  # quiet until now: the next evaluation (now or later) judges again
+
+
+# Shared objects: the client hands back the same campaign for the same body, and the tracker's
+# shortcut keys on that identity, so the steps below reuse these.
+_POOL = [
+    campaign(PENDING, **START), campaign(QUEUED, **START), campaign(SCHEDULED, **END),
+    campaign(SCHEDULED, end_date=dt.date(2026, 3, 5)), campaign(ENDED), campaign(PRE),
+]
+_STEP = st.tuples(
+    st.floats(min_value=0, max_value=30, allow_nan=False),  # hours since the previous step
+    st.one_of(
+        st.tuples(st.just("poll"), st.integers(0, len(_POOL) - 1), st.integers(0, 3)),
+        st.tuples(st.just("failed"), st.just(0), st.just(0)),
+        st.tuples(st.just("missing"), st.integers(0, 1), st.just(0)),
+        st.tuples(st.just("check"), st.just(0), st.just(0)),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(_STEP, max_size=40))
+def test_the_quiet_shortcut_changes_no_payload(steps: list[tuple[float, tuple[str, int, int]]]):
+    """Skipping the evaluation of a campaign whose inputs are the same and whose next threshold
+    is still ahead sends exactly what judging it on every poll and check sends."""
+    fast, slow = ConditionTracker(RULES), _JudgeEveryTime(RULES)
+    now, since = T0, T0
+    for hours, (kind, which, since_step) in steps:
+        now += dt.timedelta(hours=hours)
+        event: Event | None = None
+        if kind == "poll":
+            since = T0 + since_step * dt.timedelta(hours=7)
+            event = CampaignPolled(key=KEY, result="ok", duration=0.1, at=now,
+                                   campaign=_POOL[which], status_since=since)  # fmt: skip
+        elif kind == "failed":
+            event = CampaignPolled(key=KEY, result="timeout", duration=0.1, at=now,
+                                   campaign=None, status_since=since)  # fmt: skip
+        elif kind == "missing":
+            event = CampaignMissing(key=KEY, missing=bool(which), at=now, name=None)
+        got = [t.check(now) if event is None else t.observe(event, now) for t in (fast, slow)]
+        assert got[0] == got[1]

@@ -126,6 +126,9 @@ class _Campaign:
     missing: bool = False
     last_success_at: dt.datetime | None = None
     devices: DeviceCounts | None = None
+    # Until this instant an evaluation with the same inputs finds nothing new: the time-based
+    # conditions were judged and none of their thresholds lies before it. None: judge again.
+    quiet_until: dt.datetime | None = None
 
     @property
     def display_name(self) -> str | None:
@@ -151,6 +154,9 @@ class _Active:
     campaign_id: str | None
     campaign_name: str | None
     status: str | None
+
+
+_END_OF_TIME = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 def _episode(value: dt.datetime | None) -> str:
@@ -214,7 +220,7 @@ class ConditionTracker:
             return self._circuit(event, now)
         if isinstance(event, DevicesPolled) and event.counts is not None:
             c = self._campaign(event.key)
-            c.devices = event.counts
+            c.devices, c.quiet_until = event.counts, None
             return self._evaluate(c, now)
         if isinstance(event, TransitionObserved) and event.name:
             self._campaign(event.transition.key).name = event.name
@@ -248,13 +254,15 @@ class ConditionTracker:
             c.last_success_at = event.at
             self._saw_success(event.at)
         if event.campaign is not None:
+            if event.campaign is not c.campaign or event.status_since != c.status_since:
+                c.quiet_until = None  # the client hands back the same object for the same body
             c.campaign, c.status = event.campaign, event.campaign.status
             c.status_since = event.status_since
         return self._evaluate(c, now)
 
     def _missing(self, event: CampaignMissing, now: dt.datetime) -> list[Payload]:
         c = self._campaign(event.key)
-        c.missing = event.missing
+        c.missing, c.quiet_until = event.missing, None
         c.name = event.name or c.name
         if event.missing:
             return self._fire_missing(c, event.at)
@@ -289,6 +297,8 @@ class ConditionTracker:
     def _evaluate(self, c: _Campaign, now: dt.datetime) -> list[Payload]:
         if c.missing or c.status is None:
             return []
+        if c.quiet_until is not None and now < c.quiet_until:
+            return []  # judged with these inputs before; no threshold has passed since
         holding = self._holding(c, now)
         out: list[Payload] = []
         for condition in _CAMPAIGN_CONDITIONS:
@@ -301,7 +311,13 @@ class ConditionTracker:
                 out += self._resolve(ident, now)
             if holds is not None:
                 out += self._fire(ident, holds, now, name=c.display_name)
+        c.quiet_until = self._next_threshold(c, now)
         return out
+
+    def _next_threshold(self, c: _Campaign, now: dt.datetime) -> dt.datetime:
+        """The first instant after ``now`` from which a time-based condition holds."""
+        starts = (self._stuck_from(c), self._not_scheduled_from(c), self._overdue_from(c))
+        return min((t for t in starts if t is not None and t > now), default=_END_OF_TIME)
 
     def _holding(self, c: _Campaign, now: dt.datetime) -> dict[Condition, _Holds]:
         found = {
@@ -312,34 +328,50 @@ class ConditionTracker:
         }
         return {condition: holds for condition, holds in found.items() if holds is not None}
 
-    def _stuck(self, c: _Campaign, now: dt.datetime) -> _Holds | None:
+    # Each time-based condition in two parts: from when it holds, given the campaign as it is
+    # (None: it cannot), and what it says once it does.
+
+    def _stuck_from(self, c: _Campaign) -> dt.datetime | None:
         limit = self.rules.stuck_after.get(c.status or "")
         if limit is None or c.status_since is None:
             return None
-        stuck_for = (now - c.status_since).total_seconds()
-        if stuck_for < limit:
+        return c.status_since + dt.timedelta(seconds=limit)
+
+    def _stuck(self, c: _Campaign, now: dt.datetime) -> _Holds | None:
+        since = self._stuck_from(c)
+        if since is None or c.status_since is None or now < since:
             return None
+        limit = (since - c.status_since).total_seconds()
+        stuck_for = (now - c.status_since).total_seconds()
         detail = f"In {c.status} for {_human(stuck_for)}; the limit is {_human(limit)}."
-        since = c.status_since + dt.timedelta(seconds=limit)
         return _Holds(episode=_episode(c.status_since), since=since, status=c.status,
                       detail=detail)  # fmt: skip
 
-    def _not_scheduled(self, c: _Campaign, now: dt.datetime) -> _Holds | None:
+    def _not_scheduled_from(self, c: _Campaign) -> dt.datetime | None:
         start = c.campaign.start_date if c.campaign else None
         if not self.rules.not_scheduled_by_start or start is None:
             return None
-        if c.status not in _NOT_YET_SCHEDULED or now < _midnight(start):
+        return _midnight(start) if c.status in _NOT_YET_SCHEDULED else None
+
+    def _not_scheduled(self, c: _Campaign, now: dt.datetime) -> _Holds | None:
+        since = self._not_scheduled_from(c)
+        start = c.campaign.start_date if c.campaign else None
+        if since is None or start is None or now < since:
             return None
         detail = f"The start date {start.isoformat()} has come; the campaign is in {c.status}."
-        return _Holds(episode=_episode(_midnight(start)), since=_midnight(start),
-                      status=c.status, detail=detail)  # fmt: skip
+        return _Holds(episode=_episode(since), since=since, status=c.status,
+                      detail=detail)  # fmt: skip
+
+    def _overdue_from(self, c: _Campaign) -> dt.datetime | None:
+        end = c.campaign.end_date if c.campaign else None
+        if self.rules.overdue_after is None or end is None or c.status != CampaignStatus.SCHEDULED:
+            return None
+        return _midnight(end) + dt.timedelta(days=1, seconds=self.rules.overdue_after)
 
     def _overdue(self, c: _Campaign, now: dt.datetime) -> _Holds | None:
+        due = self._overdue_from(c)
         end = c.campaign.end_date if c.campaign else None
-        if self.rules.overdue_after is None or end is None:
-            return None
-        due = _midnight(end) + dt.timedelta(days=1, seconds=self.rules.overdue_after)
-        if c.status != CampaignStatus.SCHEDULED or now < due:
+        if due is None or end is None or now < due:
             return None
         detail = f"The end date {end.isoformat()} has passed; the campaign is still scheduled."
         return _Holds(episode=_episode(_midnight(end)), since=due, status=c.status,
