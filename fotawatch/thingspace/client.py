@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -74,20 +75,23 @@ class ThingSpaceClient:
         self._retry = retry
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
-        # Per campaign, the last body read and what it parsed to. A watched campaign's body
-        # rarely changes between polls, and comparing ~0.5 kB of bytes costs far less than
-        # decoding and validating it again (~12 µs); ~0.6 kB per campaign.
+        # Per campaign, a digest of the last body read and what it parsed to. A watched
+        # campaign's body rarely changes between polls, and hashing it (~1 µs for ~0.5 kB)
+        # costs far less than decoding and validating it again (~12 µs). 128-bit BLAKE2b: no
+        # two bodies will share a digest by chance; ~0.25 kB per campaign, where keeping the
+        # bodies themselves took ~0.7 kB.
         self._last_read: dict[tuple[str, str], tuple[bytes, Campaign]] = {}
 
     async def get_campaign(self, account: str, campaign_id: str) -> Campaign:
         """``GET /campaigns/{accountName}/{campaignId}``, parsed."""
         path = f"{_FOTA}/campaigns/{quote(account, safe='')}/{quote(campaign_id, safe='')}"
         body = await self._request("GET", path)
+        digest = hashlib.blake2b(body, digest_size=16).digest()
         last = self._last_read.get((account, campaign_id))
-        if last is not None and last[0] == body:
+        if last is not None and last[0] == digest:
             return last[1]  # the same bytes as last time: the same (immutable) campaign
         campaign = wire.parse_campaign(body, account=account, campaign_id=campaign_id)
-        self._last_read[account, campaign_id] = (body, campaign)
+        self._last_read[account, campaign_id] = (digest, campaign)
         return campaign
 
     def retain(self, keys: Collection[CampaignKey]) -> None:
