@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 import random
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
+from apscheduler.executors.base import MaxInstancesReachedError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from structlog.testing import capture_logs
 
 from fotawatch.model import CampaignKey
 from fotawatch.poller import PollOutcome, Target
@@ -15,6 +21,7 @@ from fotawatch.scheduler import (
     GridIntervalTrigger,
     PollScheduler,
     SchedulePolicy,
+    _CoroutineExecutor,
     tick_for,
 )
 
@@ -91,3 +98,63 @@ def test_the_grid_holds_about_twenty_due_polls_per_tick(
 
 async def _never(_: Target) -> PollOutcome:
     raise AssertionError("not polled in this test")
+
+
+async def _executor_with_job(
+    func: Callable[[], Awaitable[None]], grace: int
+) -> tuple[AsyncIOScheduler, Any, Any]:
+    """A started (paused) APScheduler on fotawatch's executor, with one job it will not run."""
+    scheduler = AsyncIOScheduler(timezone=dt.UTC, executors={"default": _CoroutineExecutor()})
+    scheduler.start(paused=True)
+    job = scheduler.add_job(func, "date", run_date=dt.datetime(2099, 1, 1, tzinfo=dt.UTC),
+                            misfire_grace_time=grace, max_instances=1)  # fmt: skip
+    return scheduler, scheduler._lookup_executor("default"), job
+
+
+async def _settled(executor: Any) -> None:
+    while executor._pending_futures:
+        await asyncio.wait(set(executor._pending_futures))
+
+
+async def test_the_executor_runs_on_time_and_skips_a_run_later_than_its_grace() -> None:
+    """A run within ``misfire_grace_time`` is awaited; a later one is skipped with one warning,
+    as APScheduler's own executor does; either way the instance is released."""
+    runs: list[str] = []
+
+    async def poll() -> None:
+        runs.append("ran")
+
+    scheduler, executor, job = await _executor_with_job(poll, grace=5)
+    now = dt.datetime.now(dt.UTC)
+    with capture_logs() as logs:
+        executor.submit_job(job, [now - dt.timedelta(seconds=1)])
+        await _settled(executor)
+        executor.submit_job(job, [now - dt.timedelta(seconds=60)])
+        await _settled(executor)
+    scheduler.shutdown(wait=False)
+    assert ["ran"] == runs
+    missed = [e for e in logs if e["event"] == "poll_run_missed"]
+    assert [(job.id, "warning")] == [(e["job"], e["log_level"]) for e in missed]
+    assert {} == dict(executor._instances)
+
+
+async def test_the_executor_keeps_max_instances_and_releases_after_a_crash() -> None:
+    """While a run is in progress a second one is refused (the scheduler counts it as a skipped
+    poll); a run that raises is logged by APScheduler and frees its instance."""
+    gate = asyncio.Event()
+
+    async def poll() -> None:
+        await gate.wait()
+        raise RuntimeError("a bug")
+
+    scheduler, executor, job = await _executor_with_job(poll, grace=5)
+    now = dt.datetime.now(dt.UTC)
+    executor.submit_job(job, [now])
+    with pytest.raises(MaxInstancesReachedError):
+        executor.submit_job(job, [now])
+    gate.set()
+    await _settled(executor)
+    assert {} == dict(executor._instances)
+    executor.submit_job(job, [now])  # accepted again
+    await _settled(executor)
+    scheduler.shutdown(wait=False)
