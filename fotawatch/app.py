@@ -156,6 +156,7 @@ class Daemon:
         self._environ = os.environ if environ is None else environ
         self._extra_subscribers = subscribers
         self.redactor = redactor or Redactor()
+        self._secrets_seen: tuple[str, ...] = ()  # what _poll last gave the redactor
         self.settings: Settings | None = None
         self.hub = EventHub(on_error=self._subscriber_failed)
         self._stop = asyncio.Event()
@@ -451,8 +452,10 @@ class Daemon:
     async def _poll(self, target: Target) -> PollOutcome:
         assert self.poller is not None
         outcome = await self.poller.poll(target)
-        if self.poller.client.auth.secrets:
-            self.redactor.add(*self.poller.client.auth.secrets)
+        secrets = self.poller.client.auth.secrets
+        if secrets != self._secrets_seen:  # a new token: redact it from now on
+            self.redactor.add(*secrets)
+            self._secrets_seen = secrets
         return outcome
 
     def _track_polled(self, event: Event) -> None:

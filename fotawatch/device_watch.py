@@ -131,10 +131,9 @@ class DeviceWatch:
 
     def observe(self, key: CampaignKey, status: str) -> None:
         """The campaign is in ``status``: start, keep, re-plan or stop its device polling."""
-        if key not in self._names:
-            return
-        if self._status.get(key) != status:
-            self._final_attempts.pop(key, None)
+        if key not in self._names or self._status.get(key) == status:
+            return  # the plan for this status stands; a final one ends with its device poll
+        self._final_attempts.pop(key, None)
         self._status[key] = status
         self._plan(key)
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import random
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -58,6 +59,12 @@ class RetryPolicy:
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
+@functools.lru_cache(maxsize=65536)
+def _campaign_path(account: str, campaign_id: str) -> str:
+    """``/campaigns/{account}/{id}``, quoted once per campaign rather than on every poll."""
+    return f"{_FOTA}/campaigns/{quote(account, safe='')}/{quote(campaign_id, safe='')}"
+
+
 class ThingSpaceClient:
     """FOTA v3 calls over one shared transport and auth."""
 
@@ -84,8 +91,7 @@ class ThingSpaceClient:
 
     async def get_campaign(self, account: str, campaign_id: str) -> Campaign:
         """``GET /campaigns/{accountName}/{campaignId}``, parsed."""
-        path = f"{_FOTA}/campaigns/{quote(account, safe='')}/{quote(campaign_id, safe='')}"
-        body = await self._request("GET", path)
+        body = await self._request("GET", _campaign_path(account, campaign_id))
         digest = hashlib.blake2b(body, digest_size=16).digest()
         last = self._last_read.get((account, campaign_id))
         if last is not None and last[0] == digest:
