@@ -34,7 +34,7 @@ from bench.procs import (
     memory_kb,
 )
 
-__all__ = ["Run", "Window", "measure", "start_daemon", "startup_to_ready"]
+__all__ = ["Run", "Window", "measure", "polls_ok", "start_daemon", "startup_to_ready"]
 
 _POLLS_OK = re.compile(r'^fotawatch_polls_total\{[^}]*result="ok"[^}]*\}\s+(\S+)', re.MULTILINE)
 FLIP_TO = "CampaignEnded"
@@ -71,7 +71,7 @@ class Window:
     @classmethod
     def read(cls, pid: int, sim_url: str, metrics_url: str) -> Window:
         stats = http_json(f"{sim_url}/_sim/stats")
-        return cls(cpu_sample(pid), int(stats["campaign_requests"]), _polls_ok(metrics_url))
+        return cls(cpu_sample(pid), int(stats["campaign_requests"]), polls_ok(metrics_url))
 
 
 @dataclass(slots=True)
@@ -79,7 +79,7 @@ class _Flips:
     at: dict[str, float] = field(default_factory=dict)  # campaign id -> monotonic flip time
 
 
-def _polls_ok(metrics_url: str) -> float | None:
+def polls_ok(metrics_url: str) -> float | None:
     status, body = http_get(metrics_url, timeout=10)
     if status != 200:
         return None

@@ -17,6 +17,7 @@ __all__ = [
     "SIM_CREDENTIALS",
     "DaemonSettings",
     "campaign_ids",
+    "requests_per_second",
     "start_fake_slack",
     "start_simulator",
     "stored_transitions",
@@ -59,6 +60,11 @@ class DaemonSettings:
     max_concurrency: int
     metrics_port: int
     slack_url: str | None
+
+
+def requests_per_second(n: int, interval: float) -> float:
+    """The daemon's rate limit in a bench: 4 x the polls it needs, within 50-1,000/s."""
+    return min(1000.0, max(50.0, 4 * n / interval))
 
 
 def write_config(

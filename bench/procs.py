@@ -78,11 +78,17 @@ class Child:
     """A subprocess that may announce ``... listening on URL`` on stdout; logs go to files."""
 
     def __init__(
-        self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: list[str],
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.name = name
         self.argv = argv
         self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd  # ``python -m fotawatch`` imports the tree it is started in
         self.stdout_path = log_dir / f"{name}.out"
         self.stderr_path = log_dir / f"{name}.err"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -102,7 +108,8 @@ class Child:
         self._files += [err, out]
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE if announce else out, stderr=err, env=self.env
+            self.argv, stdout=subprocess.PIPE if announce else out, stderr=err, env=self.env,
+            cwd=self.cwd,
         )
         if announce:
             self.url = self._read_url(out, timeout)

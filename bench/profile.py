@@ -26,6 +26,7 @@ from bench.daemon import start_daemon
 from bench.fixtures import (
     DaemonSettings,
     campaign_ids,
+    requests_per_second,
     start_fake_slack,
     start_simulator,
     write_config,
@@ -91,7 +92,7 @@ def _print_top(title: str, counter: collections.Counter[str], samples: int, top:
 
 def _settings(args: argparse.Namespace, slack_url: str | None) -> DaemonSettings:
     return DaemonSettings(interval=args.interval, jitter=args.interval,
-                          requests_per_second=min(1000.0, max(50.0, 4 * args.n / args.interval)),
+                          requests_per_second=requests_per_second(args.n, args.interval),
                           max_concurrency=32, metrics_port=free_port(), slack_url=slack_url)
 
 

@@ -27,6 +27,7 @@ from bench import devices as devices_bench
 from bench.fixtures import (
     DaemonSettings,
     campaign_ids,
+    requests_per_second,
     start_fake_slack,
     start_simulator,
     write_config,
@@ -59,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=None,
                    help="seconds after READY before the window (default: interval + 5)")
     p.add_argument("--window", type=float, default=60.0, help="measured seconds (default 60)")
-    p.add_argument("--floor-seconds", type=float, default=20.0, help="floor measured seconds")
+    p.add_argument("--floor-seconds", type=float, default=20.0,
+                   help="measured seconds of the floor alone (beside the daemon: --window)")
     p.add_argument("--latency", type=_pair, default=(0.02, 0.05), help="min,max s of the API")
     p.add_argument("--concurrency", type=int, default=32, help="max_concurrency (both sides)")
     p.add_argument("--flips", type=int, default=10, help="status changes per window")
@@ -89,11 +91,10 @@ def _apply_quick(args: argparse.Namespace) -> None:
 
 
 def _settings(args: argparse.Namespace, n: int, slack_url: str | None) -> DaemonSettings:
-    target = n / args.interval
     return DaemonSettings(
         interval=args.interval,
         jitter=args.jitter,
-        requests_per_second=min(1000.0, max(50.0, 4 * target)),
+        requests_per_second=requests_per_second(n, args.interval),
         max_concurrency=args.concurrency,
         metrics_port=free_port(),
         slack_url=slack_url,
