@@ -113,9 +113,9 @@ class _CoroutineExecutor(AsyncIOExecutor):  # type: ignore[misc]  # untyped APSc
     """APScheduler's asyncio executor for fotawatch's jobs (coroutine functions that handle
     their own errors): each run is a task awaiting the job, and nothing per run that nobody
     uses. APScheduler's ``run_coroutine_job`` looks up a logger, logs two INFO records (dropped
-    by level) and builds a result event with no listener for every run: ~10 % of the per-poll
-    CPU that is not aiohttp's. Kept: ``max_instances`` accounting, and the misfire rule (a run
-    later than ``misfire_grace_time`` is skipped with a warning)."""
+    by level) and builds a result event with no listener for every run: dropping that took ~7 %
+    off the daemon's CPU per poll (docs/performance.md). Kept: ``max_instances`` accounting,
+    and the misfire rule (a run later than ``misfire_grace_time`` is skipped with a warning)."""
 
     def _do_submit_job(self, job: Job, run_times: list[dt.datetime]) -> None:
         task = self._eventloop.create_task(self._run(job, run_times))
