@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,12 @@ from hypothesis import strategies as st
 
 from fotawatch.alerts.conditions import ConditionRules, ConditionTracker
 from fotawatch.alerts.payloads import dedup_key
+from fotawatch.devices import DeviceCounts
 from fotawatch.events import (
     ApiHealthChanged,
     CampaignMissing,
     CampaignPolled,
+    DevicesPolled,
     Event,
     LoginCircuitChanged,
     PollingStopped,
@@ -347,17 +350,19 @@ _STEP = st.tuples(
         st.tuples(st.just("poll"), st.integers(0, len(_POOL) - 1), st.integers(0, 3)),
         st.tuples(st.just("failed"), st.just(0), st.just(0)),
         st.tuples(st.just("missing"), st.integers(0, 1), st.just(0)),
+        st.tuples(st.just("devices"), st.integers(0, 30), st.integers(1, 30)),
         st.tuples(st.just("check"), st.just(0), st.just(0)),
     ),
 )
+_WITH_FAILURES = dataclasses.replace(RULES, failure_threshold=0.2, failure_min_devices=5)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
-@given(st.lists(_STEP, max_size=40))
+@given(st.lists(_STEP, max_size=40))  # polls, failures, missing flips, device counts, checks
 def test_the_quiet_shortcut_changes_no_payload(steps: list[tuple[float, tuple[str, int, int]]]):
     """Skipping the evaluation of a campaign whose inputs are the same and whose next threshold
     is still ahead sends exactly what judging it on every poll and check sends."""
-    fast, slow = ConditionTracker(RULES), _JudgeEveryTime(RULES)
+    fast, slow = ConditionTracker(_WITH_FAILURES), _JudgeEveryTime(_WITH_FAILURES)
     now, since = T0, T0
     for hours, (kind, which, since_step) in steps:
         now += dt.timedelta(hours=hours)
@@ -371,5 +376,9 @@ def test_the_quiet_shortcut_changes_no_payload(steps: list[tuple[float, tuple[st
                                    campaign=None, status_since=since)  # fmt: skip
         elif kind == "missing":
             event = CampaignMissing(key=KEY, missing=bool(which), at=now, name=None)
+        elif kind == "devices":
+            counts = DeviceCounts(key=KEY, polled_at=now, campaign_status=SCHEDULED,
+                                  counts=(("UpgradeFailed", which), ("UpgradeSuccess", since_step)))
+            event = DevicesPolled(key=KEY, result="ok", duration=0.1, at=now, counts=counts)
         got = [t.check(now) if event is None else t.observe(event, now) for t in (fast, slow)]
         assert got[0] == got[1]
