@@ -97,15 +97,20 @@ class GridIntervalTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler
     def get_next_fire_time(
         self, previous_fire_time: dt.datetime | None, now: dt.datetime
     ) -> dt.datetime | None:
-        if previous_fire_time is not None:
-            start = self.start_date.timestamp()
-            slot = math.floor((previous_fire_time.timestamp() - start) / self.interval_length)
-            # A first run before the start date (the usual case: start = creation + interval)
-            # is slot -1, so the next run is the start date itself, not one interval after it.
-            previous_fire_time = dt.datetime.fromtimestamp(
-                start + max(slot, -1) * self.interval_length, tz=self.timezone
+        if previous_fire_time is None:
+            first: dt.datetime | None = super().get_next_fire_time(None, now)
+            return first
+        start = self.start_date.timestamp()
+        slot = math.floor((previous_fire_time.timestamp() - start) / self.interval_length)
+        # A first run before the start date (the usual case: start = creation + interval)
+        # is slot -1, so the next run is the start date itself, not one interval after it.
+        slot = max(slot, -1)
+        if self.jitter is None and self.end_date is None:  # fotawatch's jobs: the next slot
+            return dt.datetime.fromtimestamp(
+                start + (slot + 1) * self.interval_length, tz=self.timezone
             )
-        next_fire: dt.datetime | None = super().get_next_fire_time(previous_fire_time, now)
+        snapped = dt.datetime.fromtimestamp(start + slot * self.interval_length, tz=self.timezone)
+        next_fire: dt.datetime | None = super().get_next_fire_time(snapped, now)
         return next_fire
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -158,3 +159,17 @@ async def test_the_executor_keeps_max_instances_and_releases_after_a_crash() -> 
     executor.submit_job(job, [now])  # accepted again
     await _settled(executor)
     scheduler.shutdown(wait=False)
+
+
+@pytest.mark.parametrize("interval", [0.25, 1, 7.3, 60, 86_400])
+def test_the_next_slot_is_the_one_the_base_class_gives_after_snapping(interval: float) -> None:
+    """Without jitter the trigger computes the next slot itself (it runs twice per poll); the
+    result is the base IntervalTrigger's next run after the previous run snapped to its slot."""
+    trigger = GridIntervalTrigger(seconds=interval, start_date=START, timezone=dt.UTC)
+    rng = random.Random(7)
+    for _ in range(500):
+        previous = START + dt.timedelta(seconds=rng.uniform(-interval, 1_000 * interval))
+        slot = max(math.floor((previous - START).total_seconds() / interval), -1)
+        snapped = START + dt.timedelta(seconds=slot * interval)
+        base = super(GridIntervalTrigger, trigger).get_next_fire_time(snapped, previous)
+        assert base == trigger.get_next_fire_time(previous, previous), (previous, interval)
