@@ -121,11 +121,16 @@ def _window(run: Run, daemon: Child) -> dict[str, Any]:
     # The floor starts before the window (interpreter, imports, login, then its own warm-up)
     # and measures for as long as it: both sides see the same machine at the same time.
     floor = run.floor.start(seconds=run.window, warmup=max(0.0, lead - 1.0)) if run.floor else None
-    time.sleep(lead)
-    start = Window.read(daemon.pid, sim_url, metrics_url)
-    flips = _flip(run, sim_url)
-    rss_max = _watch(daemon, start.cpu.at + run.window)
-    end = Window.read(daemon.pid, sim_url, metrics_url)
+    try:
+        time.sleep(lead)
+        start = Window.read(daemon.pid, sim_url, metrics_url)
+        flips = _flip(run, sim_url)
+        rss_max = _watch(daemon, start.cpu.at + run.window)
+        end = Window.read(daemon.pid, sim_url, metrics_url)
+    except BaseException:
+        if floor is not None:
+            floor.stop()  # the window failed: do not leave the floor polling
+        raise
     floor_figures = floor_result(floor, timeout=120) if floor else None
     seconds = end.cpu.at - start.cpu.at
     cpu_stat, cpu_sched = end.cpu.seconds_since(start.cpu)
