@@ -383,6 +383,7 @@ def web_config_hooks(config: WebConfig) -> tuple[Middleware, Prepare]:
         return await handler(request)
 
     async def add_headers(_: web.Request, response: web.StreamResponse) -> None:
-        response.headers.update(source.current().headers)
+        # The config the middleware just read (it checks the file once per request).
+        response.headers.update(source.config.headers)
 
     return web_config, add_headers
