@@ -454,7 +454,7 @@ class Daemon:
         outcome = await self.poller.poll(target)
         secrets = self.poller.client.auth.secrets
         if secrets != self._secrets_seen:  # a new token: redact it from now on
-            self.redactor.add(*secrets)
+            self.redactor.rotate(*secrets)
             self._secrets_seen = secrets
         return outcome
 

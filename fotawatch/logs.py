@@ -35,15 +35,44 @@ _PRIORITY = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "info": 6,
 
 
 class Redactor:
-    """A structlog processor that removes secrets by key and by value."""
+    """A structlog processor that removes secrets by key and by value.
+
+    Two kinds of value: the configured secrets (``add``), kept for the life of the process, and
+    the tokens the client obtains (``rotate``), of which only the newest ``ROTATING_KEPT`` are
+    kept. Tokens are renewed all day long; keeping every one would make each log line scan a
+    list that grows by about a hundred values a day. A token ``ROTATING_KEPT`` renewals old has
+    expired long since, and nothing holds it any more.
+    """
+
+    ROTATING_KEPT = 16
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._values: set[str] = set()
+        self._fixed: set[str] = set()
+        self._rotating: dict[str, None] = {}  # insertion-ordered: the oldest first
+        self._values: tuple[str, ...] = ()
         self.add(*secrets)
 
     def add(self, *values: str | None) -> None:
         """Register secret values (short ones are ignored: redacting "a" would mangle logs)."""
-        self._values.update(v for v in values if v and len(v) >= 4)
+        self._fixed.update(v for v in values if v and len(v) >= 4)
+        self._refresh()
+
+    def rotate(self, *values: str | None) -> None:
+        """Register renewed tokens; the oldest beyond ``ROTATING_KEPT`` are forgotten."""
+        for value in values:
+            if value and len(value) >= 4 and value not in self._fixed:
+                self._rotating.pop(value, None)
+                self._rotating[value] = None
+        while len(self._rotating) > self.ROTATING_KEPT:
+            del self._rotating[next(iter(self._rotating))]
+        self._refresh()
+
+    def _refresh(self) -> None:
+        # Longest first: a secret that contains another is replaced whole, not in part.
+        self._values = tuple(sorted(self._fixed | self._rotating.keys(), key=len, reverse=True))
+
+    def __len__(self) -> int:
+        return len(self._values)
 
     def clean(self, text: str) -> str:
         for value in self._values:
