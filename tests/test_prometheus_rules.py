@@ -444,6 +444,18 @@ def test_dashboard_covers_the_requested_views() -> None:
     assert set() == wanted - titles
 
 
+def test_every_metric_an_alert_fires_on_has_a_panel() -> None:
+    """Whoever is paged can see the series behind the alert on the dashboard."""
+    on_dashboard = {name for _, expr in dashboard_queries() for name in metric_references(expr)}
+    missing = {
+        (alert["alert"], name)
+        for alert in ALERTS
+        for name in metric_references(alert["expr"])
+        if name not in RECORDED and name not in on_dashboard
+    }
+    assert missing == set()
+
+
 # ---------------------------------------------------------------- a real Prometheus
 
 FAILING_CAMPAIGN = """\
