@@ -127,9 +127,9 @@ def _print_extra(report: dict[str, Any]) -> None:
         print(f"written to {report['json_path']}")
 
 
-def write_json(report: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_json(report: dict[str, Any], directory: Path = RESULTS) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS / f"bench-{stamp}.json"
+    path = directory / f"bench-{stamp}.json"
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return path

@@ -36,7 +36,7 @@ from bench.fixtures import (
 from bench.floor import FloorSpec
 from bench.procs import free_port
 from bench.ratelimit import check_rate_limit
-from bench.report import code_state, machine, print_report, write_json
+from bench.report import RESULTS, code_state, machine, print_report, write_json
 
 __all__ = ["main"]
 
@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-devices", action="store_true",
                    help="skip device polling (3 campaigns x 10,000 devices)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, state db)")
+    p.add_argument("--results", type=Path, default=RESULTS,
+                   help="where the JSON goes (default bench/results)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: N=100,1000, interval 10 s, 15 s windows")
     return p
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     report["machine"]["load_avg_at_end"] = os.getloadavg()
-    report["json_path"] = str(write_json(report))
+    report["json_path"] = str(write_json(report, args.results))
     print_report(report)
     return 0
 
