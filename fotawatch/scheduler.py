@@ -1,30 +1,33 @@
-"""When each campaign is polled: APScheduler 3.x, one interval job per campaign.
+"""When each campaign is polled: APScheduler 3.x, one interval job per slot of campaigns.
 
-Each job: an interval trigger anchored at the job's first run, ``max_instances=1`` (a slow poll
-is never overlapped by the next), ``coalesce=True`` (missed runs collapse into one), and an
-explicit ``misfire_grace_time`` (APScheduler's default of 1 s would drop runs whenever the loop
-is busy). First runs are spread over the jitter so a start with many campaigns is not a
-thundering herd; each campaign then keeps that phase, so every gap is exactly one interval.
+A campaign's polls follow an interval grid anchored at its first poll. First polls are spread
+over the jitter so a start with many campaigns is not a thundering herd; each campaign then
+keeps that phase, so every gap is exactly one interval.
 
-Phases are rounded up to a grid shared by all jobs, so the campaigns due in the same tick run
-from one scheduler wake-up instead of one each. APScheduler's wake-up (find the due jobs,
-compute the next wake-up, arm a timer) costs far more than running a job: with 1,667 jobs at
-10 s in isolation, 451 µs of CPU per run with random phases against 43 µs on a 0.25 s grid. The
-tick (a power of two, 1/128 to 1/4 s, so grid points are exact floats) is chosen at each
-``sync`` so that about ``TICK_JOBS`` polls fall due together: enough to share the wake-up, few
-enough that processing them never holds the loop for long (250 polls due at once, 1,000
-campaigns every second, delayed the rate limiter's wake-ups past its slots and cost 2 % of the
-rate).
+Phases are rounded up to a tick grid shared by all campaigns, and the campaigns with the same
+interval and phase form a slot: one APScheduler job (``poll:<interval>@<phase>``) whose run
+starts a poll task for each of them. APScheduler's work per job run (find the due jobs, submit,
+compute and store the next run, wake up again) costs more than the poll's own bookkeeping: one
+job per campaign took ~25 µs more CPU per poll than one per slot at 10,000 campaigns a minute
+(docs/performance.md). The tick (a power of two, 1/128 to 1/4 s, so grid points and phases
+are exact floats) is chosen at each ``sync`` so that about ``TICK_JOBS`` polls fall due
+together: enough to share the wake-up, few enough that starting them never holds the loop for
+long (250 polls due at once, 1,000 campaigns every second, delayed the rate limiter's wake-ups
+past its slots and cost 2 % of the rate).
+
+Each slot job: ``coalesce=True`` (missed runs collapse into one) and an explicit
+``misfire_grace_time`` (APScheduler's default of 1 s would drop runs whenever the loop is busy).
+A slot's run does not wait for its polls, so a slow poll holds back no other campaign. A poll
+due while the campaign's previous poll still runs is skipped (at most one poll per campaign in
+flight): counted as ``PollSkipped`` and summarised in one ``polls_skipped`` warning a minute at
+most.
 
 Lifecycle rules applied after every poll:
-- a final status is confirmed by ``final_confirmations`` more polls, then the job is removed
-  (the state stays in the store);
+- a final status is confirmed by ``final_confirmations`` more polls, then the campaign leaves
+  its slot (the state stays in the store); an empty slot's job is removed;
 - a campaign the API says is missing is polled every ``missing_interval`` until it reappears;
-  a reschedule (missing, back, a new interval) puts the next poll one new interval away.
-
-A poll due while the campaign's previous poll still runs is skipped (``max_instances=1``):
-counted as ``PollSkipped`` and summarised in one ``polls_skipped`` warning a minute at most,
-instead of APScheduler's warning per skipped run.
+  a reschedule (missing, back, a new interval) moves the campaign to the slot of a phase one
+  new interval away, and its next poll is not before then.
 
 Other periodic work (device reports, discovery) runs on the same scheduler through ``every`` and
 ``cancel``: named interval jobs spread the same way, with ``max_instances=1`` and coalescing,
@@ -45,6 +48,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
@@ -64,6 +68,7 @@ TICK_MAX = 0.25  # s: first runs, and so all runs, fall on a grid of at most thi
 TICK_MIN = 1 / 128  # ... and at least this one
 TICK_JOBS = 20  # polls due together per tick, about, when there are that many
 SKIPS_LOGGED_EVERY = 60.0  # s: at most one polls_skipped warning per this
+SLOT_PREFIX = "poll:"  # the ids of the poll slots' APScheduler jobs
 
 
 def tick_for(polls_per_second: float) -> float:
@@ -156,12 +161,14 @@ class SchedulePolicy:
 @dataclass(slots=True)
 class _Job:
     target: Target
+    slot: str  # the id of the APScheduler job that polls it
+    not_before: float = 0.0  # wall s: runs of its slot before this pass it by (a reschedule)
     missing: bool = False  # polled every missing_interval while True
     confirmations_left: int | None = None  # set once a final status is seen
 
 
 class PollScheduler:
-    """Owns the APScheduler instance and the per-campaign jobs."""
+    """Owns the APScheduler instance: one job per slot of campaigns, and the periodic jobs."""
 
     def __init__(
         self,
@@ -176,10 +183,11 @@ class PollScheduler:
         self._emit = emit
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._jobs: dict[CampaignKey, _Job] = {}
+        self._slots: dict[str, dict[CampaignKey, None]] = {}  # slot job id -> its campaigns
+        self._polls: dict[CampaignKey, asyncio.Task[None]] = {}  # the poll in flight, by campaign
         self._periodic: dict[str, Callable[[], Awaitable[object]]] = {}
-        self._in_flight: set[asyncio.Task[object]] = set()
+        self._in_flight: set[asyncio.Task[object]] = set()  # periodic runs in progress
         self._stopping = False
-        self._ids: dict[str, CampaignKey] = {}  # job id -> campaign
         self.tick = TICK_MAX
         self._skips = 0  # since the last polls_skipped warning
         self._skips_logged_at: float | None = None
@@ -187,15 +195,26 @@ class PollScheduler:
         self._scheduler = AsyncIOScheduler(
             timezone=dt.UTC, logger=log_to, executors={"default": _CoroutineExecutor()}
         )
-        self._scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+        self._scheduler.add_listener(self._periodic_skipped, EVENT_JOB_MAX_INSTANCES)
 
     @property
     def running(self) -> bool:
         return bool(self._scheduler.running)
 
     def polling(self, key: CampaignKey) -> bool:
-        """True while the campaign has a job (False once its final status is confirmed)."""
+        """True while the campaign is scheduled (False once its final status is confirmed)."""
         return key in self._jobs
+
+    def next_poll(self, key: CampaignKey) -> dt.datetime | None:
+        """When the campaign's next poll is due (None when it is not scheduled)."""
+        job = self._jobs.get(key)
+        slot = self._scheduler.get_job(job.slot) if job is not None else None
+        if job is None or slot is None:
+            return None
+        due: dt.datetime = slot.next_run_time
+        while due.timestamp() < job.not_before - self.tick / 2:  # passed by until not_before
+            due = slot.trigger.get_next_fire_time(due, due)
+        return due
 
     def start(self) -> None:
         self._scheduler.start()
@@ -209,25 +228,45 @@ class PollScheduler:
         for key, target in wanted.items():
             job = self._jobs.get(key)
             if job is None:
-                self._add(target)
+                slot_id, first = self._place(key, target.interval)
+                self._jobs[key] = _Job(target=target, slot=slot_id, not_before=first)
             elif job.target != target:
                 old, job.target = job.target, target
                 if target.interval != old.interval and not job.missing:
                     self._reschedule(key, target.interval)
 
-    def _add(self, target: Target) -> None:
-        self._jobs[target.key] = _Job(target=target)
-        self._ids[str(target.key)] = target.key
-        first = self._first(target.interval)
+    def _place(self, key: CampaignKey, interval: float, delay: float = 0.0) -> tuple[str, float]:
+        """Put the campaign in the slot of its first run (``delay`` plus a phase from now):
+        (the slot's id, the first run). Campaigns whose runs fall on the same grid points share
+        one APScheduler job, so a tick's due polls cost one job run rather than one each."""
+        first = self._first(interval, delay)
+        at = first.timestamp()
+        # Grid points are exact floats (multiples of a power of two), and so is fmod of two.
+        slot_id = f"{SLOT_PREFIX}{interval!r}@{math.fmod(at, interval)!r}"
+        members = self._slots.get(slot_id)
+        if members is None:
+            members = self._slots[slot_id] = {}
+            self._add_job(slot_id, self._run_slot, interval, first)
+        members[key] = None
+        return slot_id, at
+
+    def _add_job(
+        self,
+        job_id: str,
+        run: Callable[[str], Awaitable[None]],
+        interval: float,
+        first: dt.datetime,
+    ) -> None:
+        """``run(job_id)`` at ``first`` and every ``interval`` after, one run at a time."""
         self._scheduler.add_job(
-            self._run,
-            self._trigger(target.interval, first),
-            args=[target.key],
-            id=str(target.key),
-            name=str(target.key),
+            run,
+            self._trigger(interval, first),
+            args=[job_id],
+            id=job_id,
+            name=job_id,
             max_instances=1,
             coalesce=True,
-            misfire_grace_time=self._grace(target.interval),
+            misfire_grace_time=self._grace(interval),
             next_run_time=first,
             replace_existing=True,
         )
@@ -254,20 +293,52 @@ class PollScheduler:
 
     def _reschedule(self, key: CampaignKey, interval: float) -> None:
         """Poll every ``interval`` from now on: the next poll one interval (plus a phase) away."""
-        first = self._first(interval, delay=interval)
-        self._scheduler.reschedule_job(str(key), trigger=self._trigger(interval, first))
-        self._scheduler.modify_job(str(key), misfire_grace_time=self._grace(interval))
+        self._leave_slot(key)
+        job = self._jobs[key]
+        job.slot, job.not_before = self._place(key, interval, delay=interval)
 
     def _remove(self, key: CampaignKey) -> None:
-        self._jobs.pop(key, None)
-        self._ids.pop(str(key), None)
-        if self._scheduler.get_job(str(key)) is not None:
-            self._scheduler.remove_job(str(key))
+        if key in self._jobs:
+            self._leave_slot(key)
+            del self._jobs[key]
 
-    def _skipped(self, event: JobSubmissionEvent) -> None:
-        """A run was due while the job's previous run was still going: count it, say so (at
-        most every ``SKIPS_LOGGED_EVERY`` s, with how many since the last time)."""
-        key = self._ids.get(event.job_id)
+    def _leave_slot(self, key: CampaignKey) -> None:
+        slot_id = self._jobs[key].slot
+        members = self._slots.get(slot_id)
+        if members is None:
+            return
+        members.pop(key, None)
+        if not members:
+            del self._slots[slot_id]
+            if self._scheduler.get_job(slot_id) is not None:
+                self._scheduler.remove_job(slot_id)
+
+    async def _run_slot(self, slot_id: str) -> None:
+        """A slot is due: start a poll of each of its campaigns (tasks; not awaited here, so one
+        slow poll delays no other). A campaign whose previous poll still runs is skipped."""
+        members = self._slots.get(slot_id)
+        if not members:
+            return
+        loop = asyncio.get_running_loop()
+        soon = time.time() + self.tick / 2
+        for key in tuple(members):
+            job = self._jobs[key]
+            if job.not_before > soon:
+                continue
+            if key in self._polls:
+                self._skipped(key, str(key))
+                continue
+            task = loop.create_task(self._run(key, job))
+            self._polls[key] = task
+            task.add_done_callback(functools.partial(self._poll_done, key))
+
+    def _poll_done(self, key: CampaignKey, task: asyncio.Task[None]) -> None:
+        if self._polls.get(key) is task:
+            del self._polls[key]
+
+    def _skipped(self, key: CampaignKey | None, job: str) -> None:
+        """A run was due while the previous one was still going: count it, say so (at most
+        every ``SKIPS_LOGGED_EVERY`` s, with how many since the last time)."""
         if key is not None:
             self._emit(PollSkipped(key=key))
         self._skips += 1
@@ -276,12 +347,17 @@ class PollScheduler:
             log.warning(
                 "polls_skipped",
                 count=self._skips,
-                job=event.job_id,
+                job=job,
                 hint="a poll was due while the previous one was still running: more campaigns"
                 " per interval than thingspace.requests_per_second and max_concurrency allow,"
                 " or a slow API; see fotawatch_polls_skipped_total",
             )
             self._skips, self._skips_logged_at = 0, now
+
+    def _periodic_skipped(self, event: JobSubmissionEvent) -> None:
+        """APScheduler skipped a run of a job because its previous run was still going."""
+        if not event.job_id.startswith(SLOT_PREFIX):  # slots start their polls and return
+            self._skipped(None, event.job_id)
 
     def every(
         self,
@@ -294,22 +370,12 @@ class PollScheduler:
         """Run ``run`` every ``interval`` s under the id ``job_id`` (replacing a job of that id).
 
         The first run is at ``first_run``, else within the jitter from now. ``job_id`` must not
-        look like a campaign key (``account/id``): use a prefix such as ``devices:``.
+        start with ``poll:``: use a prefix such as ``devices:``.
         """
+        if job_id.startswith(SLOT_PREFIX):
+            raise ValueError(f"job ids starting with {SLOT_PREFIX!r} are the poll slots'")
         self._periodic[job_id] = run
-        first = first_run or self._first(interval)
-        self._scheduler.add_job(
-            self._run_periodic,
-            self._trigger(interval, first),
-            args=[job_id],
-            id=job_id,
-            name=job_id,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=self._grace(interval),
-            next_run_time=first,
-            replace_existing=True,
-        )
+        self._add_job(job_id, self._run_periodic, interval, first_run or self._first(interval))
 
     def cancel(self, job_id: str) -> None:
         """Remove a job added with ``every``; a run in progress finishes."""
@@ -334,16 +400,10 @@ class PollScheduler:
         finally:
             self._in_flight.discard(task)
 
-    async def _run(self, key: CampaignKey) -> None:
-        job = self._jobs.get(key)
-        if job is None:
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        self._in_flight.add(task)
+    async def _run(self, key: CampaignKey, job: _Job) -> None:
         try:
             outcome = await self._poll(job.target)
-            if key in self._jobs:
+            if self._jobs.get(key) is job:  # still scheduled (not removed meanwhile)
                 self._after(key, job, outcome)
         except asyncio.CancelledError:
             if not self._stopping:
@@ -352,8 +412,6 @@ class PollScheduler:
             # report (APScheduler would log each one as a job failure with a traceback).
         except Exception:
             log.exception("poll_crashed", campaign=str(key))  # a bug, not an API problem
-        finally:
-            self._in_flight.discard(task)
 
     def _after(self, key: CampaignKey, job: _Job, outcome: PollOutcome) -> None:
         if outcome.missing and not job.missing:
@@ -383,7 +441,7 @@ class PollScheduler:
             return
         self._scheduler.pause()
         self._stopping = True
-        pending = set(self._in_flight)
+        pending: set[asyncio.Task[Any]] = {*self._in_flight, *self._polls.values()}
         if pending:
             log.info("waiting_for_polls", count=len(pending), deadline=deadline)
             _, late = await asyncio.wait(pending, timeout=deadline)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import itertools
 import math
@@ -14,7 +15,9 @@ import pytest
 from apscheduler.executors.base import MaxInstancesReachedError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from structlog.testing import capture_logs
+from support import wait_for
 
+from fotawatch.events import Event, PollSkipped
 from fotawatch.model import CampaignKey
 from fotawatch.poller import PollOutcome, Target
 from fotawatch.scheduler import (
@@ -67,22 +70,23 @@ def test_each_campaign_keeps_one_phase_so_every_gap_is_one_interval() -> None:
     targets = [Target(key=CampaignKey(account="a", campaign_id=f"c{i}"), name=None, interval=60)
                for i in range(200)]  # fmt: skip
     scheduler.sync(targets)
-    jobs = [scheduler._scheduler.get_job(str(t.key)) for t in targets]
-    firsts = [job.next_run_time for job in jobs]
+    firsts = [scheduler.next_poll(t.key) for t in targets]
+    assert None not in firsts
+    slots = scheduler._scheduler.get_jobs()  # one APScheduler job per distinct first poll
 
     gaps = set()
-    for job, first in zip(jobs, firsts, strict=True):
-        runs = [first]
+    for slot in slots:
+        runs = [slot.next_run_time]
         for _ in range(50):
-            runs.append(job.trigger.get_next_fire_time(runs[-1], runs[-1]))
+            runs.append(slot.trigger.get_next_fire_time(runs[-1], runs[-1]))
         gaps |= {(b - a).total_seconds() for a, b in itertools.pairwise(runs)}
-    offsets = sorted((f - now).total_seconds() for f in firsts)
+    offsets = sorted((f - now).total_seconds() for f in firsts if f is not None)
 
     assert {60.0} == gaps
     assert TICK_MAX == scheduler.tick  # 200 polls a minute: the widest grid
     assert (True, True) == (offsets[0] < 3, 27 < offsets[-1] <= 30 + TICK_MAX)
-    assert all(f.timestamp() % TICK_MAX == 0 for f in firsts)  # every run on the grid
-    assert len(set(firsts)) <= 30 / TICK_MAX + 1  # campaigns share wake-ups
+    assert all(f.timestamp() % TICK_MAX == 0 for f in firsts if f is not None)  # on the grid
+    assert len(slots) == len(set(firsts)) <= 30 / TICK_MAX + 1  # campaigns share wake-ups
 
 
 @pytest.mark.parametrize(
@@ -173,3 +177,90 @@ def test_the_next_slot_is_the_one_the_base_class_gives_after_snapping(interval: 
         snapped = START + dt.timedelta(seconds=slot * interval)
         base = super(GridIntervalTrigger, trigger).get_next_fire_time(snapped, previous)
         assert base == trigger.get_next_fire_time(previous, previous), (previous, interval)
+
+
+# ---------------------------------------------------------------- slots: campaigns per job
+
+SLOW = CampaignKey(account="a", campaign_id="slow")
+FAST = CampaignKey(account="a", campaign_id="fast")
+OK = PollOutcome(result="ok", status="CampaignScheduled")
+
+
+def _sharing_a_slot(scheduler: PollScheduler, targets: list[Target]) -> None:
+    """Sync ``targets`` (jitter 0) so that they share a slot: again if the clock crossed a tick
+    boundary between two of them."""
+    for _ in range(5):
+        scheduler.sync(targets)
+        if len({scheduler._jobs[t.key].slot for t in targets}) == 1:
+            return
+        scheduler.sync([])
+    raise AssertionError("the targets never fell into one slot")
+
+
+async def test_a_slow_poll_holds_back_no_other_campaign_of_its_slot() -> None:
+    """Two campaigns polled from one APScheduler job: while one poll hangs, the other is polled
+    on time, and the hanging campaign's due runs are skipped (PollSkipped), not stacked."""
+    release = asyncio.Event()
+    polls: collections.Counter[CampaignKey] = collections.Counter()
+    events: list[Event] = []
+
+    async def poll(target: Target) -> PollOutcome:
+        polls[target.key] += 1
+        if target.key == SLOW:
+            await release.wait()
+        return OK
+
+    scheduler = PollScheduler(poll, SchedulePolicy(jitter=0), events.append)
+    _sharing_a_slot(scheduler, [Target(key=SLOW, interval=0.5), Target(key=FAST, interval=0.5)])
+    assert len(scheduler._scheduler.get_jobs()) == 1
+    scheduler.start()
+    try:
+        await wait_for(lambda: polls[FAST] >= 4, what="four polls of the fast campaign")
+        skipped = [e.key for e in events if isinstance(e, PollSkipped)]
+        assert polls[SLOW] == 1
+        assert skipped.count(SLOW) >= 2
+        assert FAST not in skipped
+        release.set()
+        await wait_for(lambda: polls[SLOW] >= 2, what="the slow campaign polled again")
+    finally:
+        await scheduler.shutdown(1.0)
+
+
+async def test_a_reschedule_moves_one_campaign_and_an_empty_slot_goes() -> None:
+    """A campaign found missing leaves its slot for one a missing_interval away; its slot mate
+    stays; once no campaign is left in a slot, its APScheduler job is removed."""
+    missing = PollOutcome(result="not_found", status=None, missing=True)
+
+    async def poll(target: Target) -> PollOutcome:
+        return missing if target.key == SLOW else OK
+
+    policy = SchedulePolicy(jitter=0, missing_interval=3600)
+    scheduler = PollScheduler(poll, policy, lambda _: None)
+    _sharing_a_slot(scheduler, [Target(key=SLOW, interval=0.5), Target(key=FAST, interval=0.5)])
+    before = scheduler._jobs[FAST].slot
+    scheduler.start()
+    try:
+        await wait_for(lambda: scheduler._jobs[SLOW].slot != before, what="the reschedule")
+        due = scheduler.next_poll(SLOW)
+        assert due is not None
+        assert 3599 < (due - dt.datetime.now(dt.UTC)).total_seconds() <= 3600 + TICK_MAX
+        assert scheduler._jobs[FAST].slot == before
+        assert len(scheduler._scheduler.get_jobs()) == 2
+
+        scheduler.sync([Target(key=SLOW, interval=0.5)])
+        assert scheduler._scheduler.get_job(before) is None
+        assert (scheduler.polling(FAST), scheduler.next_poll(FAST)) == (False, None)
+        scheduler.sync([])
+        assert scheduler._scheduler.get_jobs() == []
+    finally:
+        await scheduler.shutdown(1.0)
+
+
+def test_the_poll_slot_prefix_is_reserved() -> None:
+    scheduler = PollScheduler(_never, SchedulePolicy(), lambda _: None)
+    with pytest.raises(ValueError, match="poll slots"):
+        scheduler.every("poll:1", _noop, 60)
+
+
+async def _noop() -> None:
+    return None
