@@ -155,7 +155,7 @@ class Daemon:
         self.config_path = config_path
         self._environ = os.environ if environ is None else environ
         self._extra_subscribers = subscribers
-        self.redactor = redactor or Redactor()
+        self.redactor = Redactor() if redactor is None else redactor
         self._secrets_seen: tuple[str, ...] = ()  # what _poll last gave the redactor
         self.settings: Settings | None = None
         self.hub = EventHub(on_error=self._subscriber_failed)

@@ -71,8 +71,10 @@ class Redactor:
         # Longest first: a secret that contains another is replaced whole, not in part.
         self._values = tuple(sorted(self._fixed | self._rotating.keys(), key=len, reverse=True))
 
-    def __len__(self) -> int:
-        return len(self._values)
+    @property
+    def values(self) -> tuple[str, ...]:
+        """The secret values replaced, longest first."""
+        return self._values
 
     def clean(self, text: str) -> str:
         for value in self._values:
@@ -133,7 +135,7 @@ def configure_logging(
     """Configure structlog and stdlib logging once for the process; returns the redactor."""
     env = os.environ if environ is None else environ
     out = stream or sys.stdout
-    redactor = redactor or Redactor()
+    redactor = Redactor() if redactor is None else redactor
     console = fmt == "console" or (fmt == "auto" and out.isatty())
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,

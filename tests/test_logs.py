@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from fotawatch.logs import REDACTED, Redactor
+import io
+from pathlib import Path
+
+import structlog
+
+from fotawatch.app import Daemon
+from fotawatch.logs import REDACTED, Redactor, configure_logging
 
 
 def _render(redactor: Redactor, **event: object) -> dict[str, object]:
@@ -28,7 +34,7 @@ def test_keys_that_name_secrets_are_redacted_whatever_the_value() -> None:
 
 def test_short_values_are_not_registered() -> None:
     redactor = Redactor(["abc", ""])
-    assert len(redactor) == 0
+    assert redactor.values == ()
     assert redactor.clean("abc") == "abc"
 
 
@@ -43,7 +49,7 @@ def test_renewed_tokens_are_bounded_and_fixed_secrets_stay() -> None:
     tokens = [f"token-{i:04d}" for i in range(kept * 10)]
     for token in tokens:
         redactor.rotate("client-secret-value", token)  # the credentials come along each time
-    assert len(redactor) == kept + 1
+    assert len(redactor.values) == kept + 1
     assert redactor.clean("client-secret-value") == REDACTED
     newest = tokens[-kept:]
     assert all(redactor.clean(t) == REDACTED for t in newest)
@@ -59,3 +65,19 @@ def test_a_token_seen_again_counts_as_new() -> None:
     redactor.rotate("one-more-token")
     assert redactor.clean("token-still-in-use") == REDACTED
     assert redactor.clean("other-token-0") == "other-token-0"
+
+
+def test_the_daemon_feeds_the_redactor_that_the_logs_go_through(tmp_path: Path) -> None:
+    """The redactor configure_logging returns starts empty; the daemon must fill that one, not
+    a fresh one of its own (an empty redactor must not count as "none given")."""
+    out = io.StringIO()
+    redactor = configure_logging(level="info", fmt="json", stream=out, environ={})
+    try:
+        daemon = Daemon(tmp_path / "fotawatch.yaml", redactor=redactor)
+        assert daemon.redactor is redactor
+        daemon.redactor.rotate("tok-abcdef-0123")
+        structlog.get_logger("t").info("login", detail="sent tok-abcdef-0123")
+        assert "tok-abcdef-0123" not in out.getvalue()
+        assert REDACTED in out.getvalue()
+    finally:
+        configure_logging(level="info", fmt="json", environ={})
