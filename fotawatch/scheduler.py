@@ -317,7 +317,7 @@ class PollScheduler:
         """A slot is due: start a poll of each of its campaigns (tasks; not awaited here, so one
         slow poll delays no other). A campaign whose previous poll still runs is skipped."""
         members = self._slots.get(slot_id)
-        if not members:
+        if not members or self._stopping:  # a run submitted before shutdown paused us
             return
         loop = asyncio.get_running_loop()
         soon = time.time() + self.tick / 2

@@ -256,6 +256,26 @@ async def test_a_reschedule_moves_one_campaign_and_an_empty_slot_goes() -> None:
         await scheduler.shutdown(1.0)
 
 
+async def test_a_slot_run_that_starts_after_shutdown_began_starts_no_poll() -> None:
+    """Shutdown waits for the polls in flight, then cancels the runs APScheduler submitted but
+    had not started. Polls are tasks of a slot's run, not of APScheduler's executor, so a slot
+    run that starts while shutdown waits must start none: nobody would wait for them."""
+    polled: list[CampaignKey] = []
+
+    async def poll(target: Target) -> PollOutcome:
+        polled.append(target.key)
+        return OK
+
+    scheduler = PollScheduler(poll, SchedulePolicy(jitter=0), lambda _: None)
+    scheduler.sync([Target(key=FAST, interval=60)])
+    scheduler.start()
+    await wait_for(lambda: polled, what="the first poll")  # its slot is due from now on
+    await wait_for(lambda: not scheduler._polls, what="the first poll done")
+    await scheduler.shutdown(1.0)
+    await scheduler._run_slot(scheduler._jobs[FAST].slot)  # submitted before the pause
+    assert (polled, scheduler._polls) == ([FAST], {})
+
+
 def test_the_poll_slot_prefix_is_reserved() -> None:
     scheduler = PollScheduler(_never, SchedulePolicy(), lambda _: None)
     with pytest.raises(ValueError, match="poll slots"):
