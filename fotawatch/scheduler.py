@@ -242,7 +242,7 @@ class PollScheduler:
         first = self._first(interval, delay)
         at = first.timestamp()
         # Grid points are exact floats (multiples of a power of two), and so is fmod of two.
-        slot_id = f"{SLOT_PREFIX}{interval!r}@{math.fmod(at, interval)!r}"
+        slot_id = f"{SLOT_PREFIX}{float(interval)!r}@{math.fmod(at, interval)!r}"  # 60 = 60.0
         members = self._slots.get(slot_id)
         if members is None:
             members = self._slots[slot_id] = {}

@@ -276,6 +276,12 @@ async def test_a_slot_run_that_starts_after_shutdown_began_starts_no_poll() -> N
     assert (polled, scheduler._polls) == ([FAST], {})
 
 
+def test_an_interval_given_as_int_or_float_is_one_slot() -> None:
+    scheduler = PollScheduler(_never, SchedulePolicy(jitter=0), lambda _: None)
+    _sharing_a_slot(scheduler, [Target(key=SLOW, interval=60), Target(key=FAST, interval=60.0)])
+    assert len(scheduler._scheduler.get_jobs()) == 1
+
+
 def test_the_poll_slot_prefix_is_reserved() -> None:
     scheduler = PollScheduler(_never, SchedulePolicy(), lambda _: None)
     with pytest.raises(ValueError, match="poll slots"):
