@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     with_config("run", "run the daemon")
     with_config("check-config", "validate the config file; exit 0 or 78")
     with_config("test-alert", "send a test message to every configured alert sink")
-    status = with_config("status", "poll each configured campaign once and print a table")
+    status = with_config(
+        "status", "poll every configured and discovered campaign once; print a table"
+    )
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.add_argument(
         "--url",

@@ -23,9 +23,11 @@ from fotawatch.codec import format_time, transition_to_dict
 from fotawatch.config import Settings
 from fotawatch.device_poller import fetch_devices
 from fotawatch.devices import DeviceCounts, aggregate
+from fotawatch.discovery import merge_targets
 from fotawatch.errors import ApiError, FotawatchError
 from fotawatch.events import Event
 from fotawatch.model import Campaign, CampaignKey, CampaignStatus, is_final
+from fotawatch.poller import Target
 from fotawatch.state import open_state
 from fotawatch.store.base import CampaignRecord
 from fotawatch.thingspace.client import ThingSpaceClient
@@ -51,14 +53,20 @@ def _ignore(_: Event) -> None:
     return None
 
 
-_Stored = tuple[dict[CampaignKey, CampaignRecord], dict[CampaignKey, DeviceCounts]]
+_Stored = tuple[
+    dict[CampaignKey, CampaignRecord], dict[CampaignKey, DeviceCounts], list[CampaignKey]
+]
 
 
 async def _stored(settings: Settings) -> _Stored:
+    """The stored records and device counts, and the campaigns discovery watches."""
     async with open_state(settings, existing=True) as store:
         if store is None:
-            return {}, {}
-        return await store.load(), await store.latest_device_counts()
+            return {}, {}, []
+        discovering = {a.account for a in settings.accounts if a.discover}
+        watched = [r.key for r in await store.discovered()
+                   if r.watched and r.key.account in discovering]  # fmt: skip
+        return await store.load(), await store.latest_device_counts(), watched
 
 
 def _devices_on(settings: Settings, key: CampaignKey) -> bool:
@@ -86,10 +94,11 @@ async def _progress(
 
 
 async def poll_once(settings: Settings) -> list[dict[str, Any]]:
-    """Poll every configured campaign once (no state is written) and describe each."""
+    """Poll every configured campaign, and every one discovery watches (as the store says),
+    once (no state is written) and describe each."""
     from fotawatch.app import build_client, targets_of  # noqa: PLC0415 - app imports us
 
-    stored, devices = await _stored(settings)
+    stored, devices, discovered = await _stored(settings)
     async with aiohttp.ClientSession() as session:
         client = build_client(settings, session, _ignore)
 
@@ -102,7 +111,7 @@ async def poll_once(settings: Settings) -> list[dict[str, Any]]:
             counts = await _progress(client, campaign, devices.get(key), live=live)
             return _row(key, name, campaign, stored.get(key), error=None, counts=counts)
 
-        targets = targets_of(settings)
+        targets = merge_targets(targets_of(settings), (Target(key=k) for k in discovered))
         return list(await asyncio.gather(*(one(t.key, t.name) for t in targets)))
 
 

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from support import ACCOUNT, SIM_CREDENTIALS, campaign, stored_transitions, wait_for, write_config
 
 from fotawatch import __version__
+from fotawatch.config import load_settings
 from fotawatch.demo import run_demo
+from fotawatch.model import Campaign
 from fotawatch.simulator import Scenario, Simulator
+from fotawatch.state import open_state
+from fotawatch.store.base import DiscoveredRecord
 
 
 def fotawatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -110,6 +116,41 @@ def test_check_config_accepts_the_example(tmp_path: Path) -> None:
     assert "OK" in result.stdout
 
 
+async def test_status_also_polls_the_campaigns_discovery_watches(tmp_path: Path) -> None:
+    """Offline `status` lists the configured campaigns and the discovered ones the store says
+    are watched (of accounts still discovered); not the ones discovery left unwatched."""
+    configured, found, passed_over = (f"d000000{i}-0000-0000-0000-000000000000" for i in (1, 2, 3))
+    scenario = Scenario.from_dict({"campaigns": [
+        {"account": ACCOUNT, "id": cid, "name": cid[:8], "status": "CampaignScheduled"}
+        for cid in (configured, found, passed_over)]})  # fmt: skip
+    async with Simulator(scenario) as sim:
+        config = write_config(tmp_path, sim.url, [campaign(configured)],
+                              accounts=[{"account": ACCOUNT, "discover": True}])  # fmt: skip
+        seen = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+        async with open_state(load_settings(config)) as store:
+            assert store is not None
+            await store.record_discovered([
+                DiscoveredRecord(campaign=Campaign(account=ACCOUNT, campaign_id=cid,
+                                                   status="CampaignScheduled"),
+                                 watched=watched, first_seen=seen, last_seen=seen)
+                for cid, watched in ((found, True), (passed_over, False))])  # fmt: skip
+        listed = await status_json(config)
+    rows = [(r["campaign_id"], r["name"]) for r in listed]
+    assert rows == [(configured, configured[:8]), (found, found[:8])]
+
+
+async def status_json(config: Path) -> list[dict[str, Any]]:
+    """The rows of ``fotawatch status --config CONFIG --json``, which must exit 0."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fotawatch", "status", "--config", str(config), "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    rows: list[dict[str, Any]] = json.loads(out)
+    return rows
+
+
 def test_version() -> None:
     """--version prints the package version."""
     result = fotawatch("--version")
@@ -125,13 +166,7 @@ async def test_status_polls_once_and_history_reads_the_store(tmp_path: Path) -> 
     )  # fmt: skip
     async with Simulator(scenario) as sim:
         config = write_config(tmp_path, sim.url, [campaign(cid)])
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "fotawatch", "status", "--config", str(config), "--json",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await proc.communicate()
-        assert proc.returncode == 0, err
-        rows = json.loads(out)
+        rows = await status_json(config)
         assert [(r["campaign_id"], r["status"], r["firmware_to"]) for r in rows] == [
             (cid, "CampaignScheduled", "2.0")
         ]
