@@ -66,6 +66,7 @@ __all__ = [
     "Discovery",
     "matches",
     "merge_targets",
+    "watched_keys",
 ]
 
 log = structlog.get_logger("fotawatch.discovery")
@@ -79,6 +80,13 @@ FINAL_RETENTION = 86400.0
 _WRONG_PATH_FAULT = "900906"
 _OTHER: dict[HistoryPath, HistoryPath] = {"docs": "sdk", "sdk": "docs"}
 NoticeOutbox = Callable[[Mapping[str, Any]], Sequence[OutboxMessage]]
+
+
+def watched_keys(
+    records: Iterable[DiscoveredRecord], discovering: Collection[str]
+) -> list[CampaignKey]:
+    """The discovered campaigns fotawatch polls: watched, of an account still discovered."""
+    return sorted(r.key for r in records if r.watched and r.key.account in discovering)
 
 
 def merge_targets(configured: Sequence[Target], discovered: Iterable[Target]) -> list[Target]:
@@ -157,8 +165,7 @@ class Discovery:
         """The watched campaigns of the accounts that are discovered now."""
         return [
             Target(key=key, name=None, interval=self.interval)
-            for key, r in sorted(self._known.items())
-            if r.watched and key.account in self.rules
+            for key in watched_keys(self._known.values(), self.rules)
         ]
 
     async def run_once(self, now: dt.datetime | None = None) -> list[Target]:

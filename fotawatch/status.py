@@ -23,7 +23,7 @@ from fotawatch.codec import format_time, transition_to_dict
 from fotawatch.config import Settings
 from fotawatch.device_poller import fetch_devices
 from fotawatch.devices import DeviceCounts, aggregate
-from fotawatch.discovery import merge_targets
+from fotawatch.discovery import merge_targets, watched_keys
 from fotawatch.errors import ApiError, FotawatchError
 from fotawatch.events import Event
 from fotawatch.model import Campaign, CampaignKey, CampaignStatus, is_final
@@ -64,8 +64,7 @@ async def _stored(settings: Settings) -> _Stored:
         if store is None:
             return {}, {}, []
         discovering = {a.account for a in settings.accounts if a.discover}
-        watched = [r.key for r in await store.discovered()
-                   if r.watched and r.key.account in discovering]  # fmt: skip
+        watched = watched_keys(await store.discovered(), discovering)
         return await store.load(), await store.latest_device_counts(), watched
 
 
