@@ -9,11 +9,11 @@ interval and phase form a slot: one APScheduler job (``poll:<interval>@<phase>``
 starts a poll task for each of them. APScheduler's work per job run (find the due jobs, submit,
 compute and store the next run, wake up again) costs more than the poll's own bookkeeping: one
 job per campaign took ~25 µs more CPU per poll than one per slot at 10,000 campaigns a minute
-(docs/performance.md). The tick (a power of two, 1/128 to 1/4 s, so grid points and phases
-are exact floats) is chosen at each ``sync`` so that about ``TICK_JOBS`` polls fall due
-together: enough to share the wake-up, few enough that starting them never holds the loop for
-long (250 polls due at once, 1,000 campaigns every second, delayed the rate limiter's wake-ups
-past its slots and cost 2 % of the rate).
+with the scheduler alone, ~45 µs in the whole daemon (docs/performance.md). The tick (a power of
+two, 1/128 to 1/4 s, so grid points and phases are exact floats) is chosen at each ``sync`` so
+that about ``TICK_JOBS`` polls fall due together: enough to share the wake-up, few enough that
+starting them never holds the loop for long (250 polls due at once, 1,000 campaigns every
+second, delayed the rate limiter's wake-ups past its slots and cost 2 % of the rate).
 
 Each slot job: ``coalesce=True`` (missed runs collapse into one) and an explicit
 ``misfire_grace_time`` (APScheduler's default of 1 s would drop runs whenever the loop is busy).
