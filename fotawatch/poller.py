@@ -11,9 +11,9 @@ take a change made meanwhile for a first sight and reuse ``seq`` numbers the sto
 (so later transitions would be dropped as already recorded).
 
 Only changes must be durable before they count as seen: a poll that merely confirms the stored
-status is buffered and written with others in one transaction within ``FLUSH_SECONDS`` (one
+campaign is buffered and written with others in one transaction within ``FLUSH_SECONDS`` (one
 commit per burst instead of one per poll; a crash loses at most the "last polled" times of that
-second, never a transition or an alert).
+second, never a transition or an alert), and it writes only its times, not the snapshot again.
 
 Health is edge-triggered, as in Home Assistant's DataUpdateCoordinator: one log line when a
 campaign (or the whole API) starts failing, one when it recovers, nothing in between.
@@ -242,14 +242,17 @@ class Poller:
         now = self._wall()
         transition = statemachine.observe(view.status, view.last_seq, campaign, now)
         outbox = self._outbox_for(transition, view.name) if transition else ()
+        # The view holds what the store holds (a write that failed left the view as it was), so
+        # a campaign equal to it is a confirmation: only its times are written, in the next
+        # batch (at most FLUSH_SECONDS away). Anything else, a new status or any other field,
+        # is written at once and must be durable before it counts as seen.
+        confirms = campaign == view.campaign and not view.missing
         poll = PollRecord(
-            key=view.key, polled_at=now, result="ok", campaign=campaign, transition=transition
-        )
+            key=view.key, polled_at=now, result="ok", campaign=campaign, transition=transition,
+            confirms=confirms,
+        )  # fmt: skip
         changed = campaign.status != view.status
-        # Only a change has to be durable before it counts as seen; a poll that merely confirms
-        # what is stored waits (at most FLUSH_SECONDS) for the next batch.
-        urgent = transition is not None or changed or view.missing or view.campaign is None
-        if not await self._write(poll, outbox, urgent=urgent):
+        if not await self._write(poll, outbox, urgent=transition is not None or not confirms):
             return PollOutcome(result="store_error", status=view.status)
         new = replace(
             view,

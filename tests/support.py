@@ -97,20 +97,26 @@ def stored_transitions(db: Path) -> list[tuple[str, int, str | None, str, str]]:
         con.close()
 
 
-def stored_status(db: Path, campaign_id: str) -> str | None:
-    """The status the store holds for a campaign (None if not yet seen)."""
+def stored_columns(db: Path, campaign_id: str, *columns: str) -> tuple[Any, ...] | None:
+    """Columns of a campaign's row straight from the SQLite file (None if there is no row)."""
     if not db.exists():
         return None
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        row = con.execute(
-            "SELECT status FROM campaigns WHERE campaign_id = ?", (campaign_id,)
+        row: tuple[Any, ...] | None = con.execute(
+            f"SELECT {', '.join(columns)} FROM campaigns WHERE campaign_id = ?", (campaign_id,)
         ).fetchone()
     except sqlite3.OperationalError:
         return None
     finally:
         con.close()
-    return row[0] if row else None
+    return row
+
+
+def stored_status(db: Path, campaign_id: str) -> str | None:
+    """The status the store holds for a campaign (None if not yet seen)."""
+    row = stored_columns(db, campaign_id, "status")
+    return None if row is None else row[0]
 
 
 class DaemonProcess:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
+import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from support import (
     ACCOUNT,
     campaign,
     daemon_process,
+    stored_columns,
     stored_status,
     stored_transitions,
     wait_for,
@@ -51,9 +54,11 @@ def sim_campaign(cid: str, status: str = "CampaignRequestPending", **fields: Any
 
 
 @contextlib.asynccontextmanager
-async def running(config: Path) -> AsyncIterator[tuple[Daemon, list[Event]]]:
+async def running(
+    config: Path, *also: Callable[[Event], None]
+) -> AsyncIterator[tuple[Daemon, list[Event]]]:
     events: list[Event] = []
-    daemon = Daemon(config, subscribers=[events.append])
+    daemon = Daemon(config, subscribers=[events.append, *also])
     task = asyncio.create_task(daemon.run())
     await wait_for(lambda: daemon.started.is_set() or task.done(), what="daemon start")
     if task.done():
@@ -75,6 +80,43 @@ def polls(events: list[Event], result: str | None = None) -> list[CampaignPolled
 
 def poll_count(sim: Simulator, cid: str) -> int:
     return int(sim.stats()["campaign_requests_by_campaign"].get(f"{ACCOUNT}/{cid}", 0))
+
+
+def stored_row(db: Path, campaign_id: str) -> tuple[str, str] | None:
+    """(snapshot JSON text, last_poll_at) of a campaign, once it has a snapshot."""
+    row = stored_columns(db, campaign_id, "snapshot", "last_poll_at")
+    return None if row is None or row[0] is None else (row[0], row[1])
+
+
+async def test_what_a_poll_read_is_stored_before_it_is_announced(tmp_path: Path) -> None:
+    """Any change to a campaign, not only a new status, is durable before its poll is
+    announced; a poll that reads the stored campaign writes its times, not the snapshot."""
+    cid = "3d7c1f0e-5b1a-4c8e-9a53-0c3f5e2b7a10"
+    db = tmp_path / "state.db"
+    seen: list[tuple[str | None, str | None]] = []  # (name the poll read, name stored then)
+
+    def read_and_stored(event: Event) -> None:
+        if isinstance(event, CampaignPolled) and event.campaign is not None:
+            row = stored_row(db, cid)
+            seen.append((event.campaign.name, None if row is None else json.loads(row[0])["name"]))
+
+    async with Simulator(scenario(sim_campaign(cid, name="before"))) as sim:
+        config = write_config(tmp_path, sim.url, [campaign(cid)])
+        async with running(config, read_and_stored):
+            await wait_for(lambda: seen and stored_row(db, cid), what="first poll stored")
+            # The same campaign, written differently: only a rewrite of the snapshot changes it.
+            text, polled_at = stored_row(db, cid) or ("", "")
+            respelled = json.dumps(json.loads(text), indent=1)
+            with contextlib.closing(sqlite3.connect(db)) as con, con:
+                con.execute("UPDATE campaigns SET snapshot = ? WHERE campaign_id = ?",
+                            (respelled, cid))  # fmt: skip
+            await wait_for(lambda: (stored_row(db, cid) or ("", polled_at))[1] != polled_at,
+                           what="a confirmation written")  # fmt: skip
+            assert (stored_row(db, cid) or ("",))[0] == respelled
+            sim.remove_campaign(ACCOUNT, cid)
+            sim.add_campaign(sim_campaign(cid, name="after"))
+            await wait_for(lambda: ("after", "after") in seen, what="the renamed campaign polled")
+    assert all(read == stored for read, stored in seen), seen
 
 
 async def test_lifecycle_yields_four_transitions_each_recorded_once(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import sqlite3
 import stat
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,42 @@ async def test_burst_applies_polls_in_order(store: AnyStore) -> None:
     assert (at(15), "timeout", at(10)) == (
         second.last_poll_at, second.last_poll_result, second.last_success_at,
     )  # fmt: skip
+
+
+def confirmed(minute: float, seen: Campaign | None = None) -> PollRecord:
+    """A poll that read the stored campaign; ``seen`` is what it carries (never written)."""
+    seen = campaign(S.REQUEST_PENDING) if seen is None else seen
+    return PollRecord(key=KEY, polled_at=at(minute), result="ok", campaign=seen, confirms=True)
+
+
+async def test_confirmation_writes_only_the_poll_times(store: AnyStore) -> None:
+    """A confirmation moves the poll times and clears missing, in burst order; the snapshot,
+    status and status_since stay as stored, whatever campaign the record carries."""
+    await store.record([ok(S.REQUEST_PENDING, 0), failed(3, "missing", missing=True)])
+    elsewhere = replace(campaign(S.SCHEDULED), name="never written")
+    await store.record([confirmed(5, elsewhere), failed(7, "timeout"), confirmed(9)])
+    record = await store.get(KEY)
+    assert record is not None
+    assert campaign(S.REQUEST_PENDING) == record.campaign
+    assert (S.REQUEST_PENDING, at(0)) == (record.status, record.status_since)
+    assert (at(9), "ok", at(9), False) == (
+        record.last_poll_at, record.last_poll_result, record.last_success_at, record.missing,
+    )  # fmt: skip
+    await store.record([confirmed(11), failed(13, "http_5xx")])
+    record = await store.get(KEY)
+    assert record is not None
+    assert (at(13), "http_5xx", at(11)) == (
+        record.last_poll_at, record.last_poll_result, record.last_success_at,
+    )  # fmt: skip
+
+
+async def test_confirmation_of_a_campaign_not_stored_makes_no_row(store: AnyStore) -> None:
+    """A confirmation buffered while its campaign was forgotten does not bring it back."""
+    await store.record([ok(S.REQUEST_PENDING, 0)])
+    await store.forget(KEY)
+    await store.record([confirmed(5)])
+    assert await store.get(KEY) is None
+    assert {} == await store.load()
 
 
 async def test_load_returns_every_campaign(store: AnyStore) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,12 +13,22 @@ from fotawatch.devices import DeviceCounts
 from fotawatch.model import Transition
 from fotawatch.store.base import DiscoveredRecord, OutboxMessage, PollRecord
 
-__all__ = ["RowEncoder", "succeeded"]
+__all__ = ["PollRow", "RowEncoder", "poll_row"]
 
 
-def succeeded(poll: PollRecord) -> bool:
-    """Whether the poll read the campaign (its snapshot and status are written)."""
-    return poll.campaign is not None
+class PollRow(enum.Enum):
+    """Which statement writes a poll: each store maps these to its own SQL."""
+
+    SUCCESS = "success"  # snapshot, status and the poll's times
+    CONFIRMED = "confirmed"  # only the poll's times: the stored snapshot is the one read
+    FAILURE = "failure"  # the poll's time, result and missing flag
+
+
+def poll_row(poll: PollRecord) -> PollRow:
+    """Which statement writes ``poll``."""
+    if poll.campaign is None:
+        return PollRow.FAILURE
+    return PollRow.CONFIRMED if poll.confirms else PollRow.SUCCESS
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +46,7 @@ class RowEncoder:
             "result": poll.result,
             "missing": poll.missing,
         }
-        if poll.campaign is not None:
+        if poll.campaign is not None and not poll.confirms:
             params["snapshot"] = self.dumps(campaign_to_dict(poll.campaign))
             params["status"] = poll.campaign.status
         return params

@@ -61,7 +61,12 @@ class CampaignRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PollRecord:
-    """One poll's outcome to persist. ``campaign`` is set when the poll succeeded."""
+    """One poll's outcome to persist. ``campaign`` is set when the poll succeeded.
+
+    ``confirms``: the poll read exactly the campaign the store holds, so only the poll's times
+    are written (the snapshot, status and ``status_since`` stay); a campaign the store does not
+    hold is then left unwritten.
+    """
 
     key: CampaignKey
     polled_at: dt.datetime
@@ -69,6 +74,7 @@ class PollRecord:
     campaign: Campaign | None = None
     transition: Transition | None = None
     missing: bool = False
+    confirms: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -202,9 +202,14 @@ class MemoryStore:
         """Nothing to release."""
 
     def _apply(self, poll: PollRecord) -> None:
-        prev = self._campaigns.get(poll.key) or self._new_record(poll.key)
+        prev = self._campaigns.get(poll.key)
+        if prev is None and poll.confirms:
+            return  # as the SQL stores' UPDATE: a confirmation makes no row
+        prev = prev or self._new_record(poll.key)
         rec = replace(prev, last_poll_at=poll.polled_at, last_poll_result=poll.result)
-        if poll.campaign is None:
+        if poll.confirms:
+            rec = replace(rec, last_success_at=poll.polled_at, missing=False)
+        elif poll.campaign is None:
             rec = replace(rec, missing=poll.missing)
         else:
             status = poll.campaign.status

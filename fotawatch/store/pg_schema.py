@@ -53,6 +53,7 @@ __all__ = [
     "TABLES",
     "TRIM_DEVICE_COUNTS",
     "TRIM_DEVICE_COUNTS_BEFORE",
+    "UPDATE_CONFIRMED",
     "UPSERT_DEVICES",
     "UPSERT_DISCOVERED",
     "UPSERT_FAILURE",
@@ -181,6 +182,13 @@ UPSERT_SUCCESS = """
         last_poll_result = excluded.last_poll_result,
         last_success_at = excluded.last_success_at,
         missing = false
+"""
+# A poll that read the campaign as stored: its times only, so no snapshot is encoded or sent, and
+# no row is made for a campaign the store does not hold (forgotten while the poll was buffered).
+UPDATE_CONFIRMED = """
+    UPDATE campaigns SET last_poll_at = %(polled_at)s, last_poll_result = %(result)s,
+                         last_success_at = %(polled_at)s, missing = false
+    WHERE account = %(account)s AND campaign_id = %(campaign_id)s
 """
 UPSERT_FAILURE = """
     INSERT INTO campaigns (account, campaign_id, last_seq, last_poll_at, last_poll_result, missing)

@@ -34,7 +34,7 @@ from fotawatch.devices import DeviceCounts
 from fotawatch.model import CampaignKey, Transition, TransitionKind
 from fotawatch.store import _pg
 from fotawatch.store import pg_schema as sql
-from fotawatch.store._encode import RowEncoder, succeeded
+from fotawatch.store._encode import PollRow, RowEncoder, poll_row
 from fotawatch.store._pg import dumps, encoding, ts
 from fotawatch.store.base import (
     CampaignRecord,
@@ -47,6 +47,12 @@ from fotawatch.store.base import (
 )
 
 __all__ = ["PostgresStore", "open_pg_store"]
+
+_POLL_SQL = {
+    PollRow.SUCCESS: sql.UPSERT_SUCCESS,
+    PollRow.CONFIRMED: sql.UPDATE_CONFIRMED,
+    PollRow.FAILURE: sql.UPSERT_FAILURE,
+}
 
 Row = tuple[Any, ...]
 
@@ -117,14 +123,14 @@ class PostgresStore:
     ) -> list[Transition]:
         op = "record polls"
         with encoding(op):  # everything is encoded before a connection is taken
-            runs = [(ok, [_ROWS.poll(p) for p in run]) for ok, run in groupby(polls, succeeded)]
+            runs = [(_POLL_SQL[kind], [_ROWS.poll(p) for p in run])
+                    for kind, run in groupby(polls, poll_row)]  # fmt: skip
             transitions = [p.transition for p in polls if p.transition is not None]
             transition_rows = [_ROWS.transition(t) for t in transitions]
             outbox_rows = [_ROWS.outbox(m) for m in outbox]
         async with self._transaction(op) as cur:
-            for ok, params in runs:  # runs keep the burst's order per campaign
-                await cur.executemany(sql.UPSERT_SUCCESS if ok else sql.UPSERT_FAILURE,
-                                      params)  # fmt: skip
+            for statement, params in runs:  # runs keep the burst's order per campaign
+                await cur.executemany(statement, params)
             recorded = await _insert_transitions(cur, transitions, transition_rows)
             await cur.executemany(sql.INSERT_OUTBOX, outbox_rows)
         return recorded

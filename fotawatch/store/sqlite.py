@@ -42,7 +42,7 @@ from fotawatch.devices import DeviceCounts
 from fotawatch.errors import StoreError
 from fotawatch.model import CampaignKey, Transition, TransitionKind
 from fotawatch.store import schema as sql
-from fotawatch.store._encode import RowEncoder, succeeded
+from fotawatch.store._encode import PollRow, RowEncoder, poll_row
 from fotawatch.store.base import (
     CampaignRecord,
     DevicePollRecord,
@@ -55,6 +55,12 @@ from fotawatch.store.base import (
 from fotawatch.store.claims import DirectClaims
 
 __all__ = ["SqliteStore", "open_store"]
+
+_POLL_SQL = {
+    PollRow.SUCCESS: sql.UPSERT_SUCCESS,
+    PollRow.CONFIRMED: sql.UPDATE_CONFIRMED,
+    PollRow.FAILURE: sql.UPSERT_FAILURE,
+}
 
 _BUSY_TIMEOUT_MS = 5000
 _SIDECARS = ("-wal", "-shm", "-journal")
@@ -107,13 +113,14 @@ class SqliteStore:
     ) -> list[Transition]:
         op = "record polls"
         with _encoding(op, self.path):  # everything is encoded before the write lock is taken
-            runs = [(ok, [_ROWS.poll(p) for p in run]) for ok, run in groupby(polls, succeeded)]
+            runs = [(_POLL_SQL[kind], [_ROWS.poll(p) for p in run])
+                    for kind, run in groupby(polls, poll_row)]  # fmt: skip
             transitions = [p.transition for p in polls if p.transition is not None]
             transition_rows = [_ROWS.transition(t) for t in transitions]
             outbox_rows = [_ROWS.outbox(m) for m in outbox]
         with _transaction(self._conn, op, self.path) as conn:
-            for ok, params in runs:  # runs keep the burst's order per campaign
-                conn.executemany(sql.UPSERT_SUCCESS if ok else sql.UPSERT_FAILURE, params)
+            for statement, params in runs:  # runs keep the burst's order per campaign
+                conn.executemany(statement, params)
             recorded = _insert_transitions(conn, transitions, transition_rows)
             conn.executemany(sql.INSERT_OUTBOX, outbox_rows)
         return recorded
