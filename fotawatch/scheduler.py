@@ -11,9 +11,12 @@ compute and store the next run, wake up again) costs more than the poll's own bo
 job per campaign took ~25 µs more CPU per poll than one per slot at 10,000 campaigns a minute
 with the scheduler alone, ~45 µs in the whole daemon (docs/performance.md). The tick (a power of
 two, 1/128 to 1/4 s, so grid points and phases are exact floats) is chosen at each ``sync`` so
-that about ``TICK_JOBS`` polls fall due together: enough to share the wake-up, few enough that
-starting them never holds the loop for long (250 polls due at once, 1,000 campaigns every
-second, delayed the rate limiter's wake-ups past its slots and cost 2 % of the rate).
+that ``TICK_JOBS / 2`` to ``TICK_JOBS`` polls fall due together. Polls that start together
+also answer close together, so the process wakes from idle less often per poll, and on a VM
+each wake-up from idle costs more CPU than a poll's own work: 32-64 due together at 10,000
+campaigns a minute took 18-26 % less CPU per poll than 10-20 (docs/performance.md). Few enough
+that starting them never holds the loop for long: 250 polls due at once, 1,000 campaigns every
+second, delayed the rate limiter's wake-ups past its slots and cost 2 % of the rate.
 
 Each slot job: ``coalesce=True`` (missed runs collapse into one) and an explicit
 ``misfire_grace_time`` (APScheduler's default of 1 s would drop runs whenever the loop is busy).
@@ -66,13 +69,14 @@ __all__ = ["PollScheduler", "SchedulePolicy", "tick_for"]
 log = structlog.get_logger("fotawatch.scheduler")
 TICK_MAX = 0.25  # s: first runs, and so all runs, fall on a grid of at most this step ...
 TICK_MIN = 1 / 128  # ... and at least this one
-TICK_JOBS = 20  # polls due together per tick, about, when there are that many
+TICK_JOBS = 64  # at most this many polls due per tick, and over half as many when there are
 SKIPS_LOGGED_EVERY = 60.0  # s: at most one polls_skipped warning per this
 SLOT_PREFIX = "poll:"  # the ids of the poll slots' APScheduler jobs
 
 
 def tick_for(polls_per_second: float) -> float:
-    """The grid step for this rate of due polls: ~``TICK_JOBS`` per tick, a power of two."""
+    """The grid step for this rate of due polls: a power of two with ``TICK_JOBS / 2`` to
+    ``TICK_JOBS`` due per tick (within ``TICK_MIN``-``TICK_MAX``)."""
     if polls_per_second <= 0:
         return TICK_MAX
     step = 2.0 ** math.floor(math.log2(TICK_JOBS / polls_per_second))
