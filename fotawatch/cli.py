@@ -140,13 +140,15 @@ def _run(config: Path) -> int:
 
     from fotawatch.app import Daemon  # noqa: PLC0415
     from fotawatch.logs import configure_logging  # noqa: PLC0415
+    from fotawatch.loop import daemon_loop  # noqa: PLC0415
 
     settings = _load(config)
     # _created samples are not part of fotawatch's metric contract (docs/metrics.md).
     disable_created_metrics()  # type: ignore[no-untyped-call]
     redactor = configure_logging(level=settings.logging.level, fmt=settings.logging.format)
     daemon = Daemon(config, redactor=redactor)
-    return asyncio.run(daemon.run(settings))
+    with asyncio.Runner(loop_factory=daemon_loop) as runner:  # I/O wake-ups batched when busy
+        return runner.run(daemon.run(settings))
 
 
 def _check_config(config: Path) -> int:
