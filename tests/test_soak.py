@@ -275,11 +275,16 @@ def _delivered(posts: list[Post]) -> Counter[tuple[str, str, str]]:
 
 
 async def _drain(driver: Driver, db: Path, timeout: float = 180.0) -> list[Post]:
-    """Wait until every recorded transition reached Slack (or the deadline); all posts."""
+    """Wait until every change the simulator made, and every recorded transition, reached Slack
+    (or the deadline); all posts. Recorded ones alone are not enough: a change the daemon had
+    not yet polled when the faults ended would be recorded and sent after this returned."""
     deadline = time.monotonic() + timeout
     while True:
+        stats = await driver.call("GET", f"{driver.sim}/_sim/stats")
+        made = Counter((c["campaign_id"], c["from"], c["to"]) for c in stats["status_changes"])
         posts = _posts(await driver.call("GET", f"{driver.slack}/_fake/posts"))
-        if not _moves(stored_transitions(db)) - _delivered(posts) or time.monotonic() > deadline:
+        waiting = (made | _moves(stored_transitions(db))) - _delivered(posts)
+        if not waiting or time.monotonic() > deadline:
             return posts
         await asyncio.sleep(5)  # the fake's post list is big: look every 5 s, not 20 ms
 
